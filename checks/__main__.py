@@ -1,0 +1,5 @@
+"""``python -m checks`` is ``dra-lab``."""
+
+from checks.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""catalog layer (see checks/__init__.py)."""

@@ -1,0 +1,1 @@
+"""driver layer (see checks/__init__.py)."""

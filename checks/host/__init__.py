@@ -1,0 +1,1 @@
+"""host layer (see checks/__init__.py)."""

@@ -1,0 +1,1 @@
+"""kube layer (see checks/__init__.py)."""

@@ -1,0 +1,1 @@
+"""lab layer (see checks/__init__.py)."""

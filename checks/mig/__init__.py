@@ -1,0 +1,1 @@
+"""mig layer (see checks/__init__.py)."""

@@ -1,0 +1,1 @@
+"""runner layer (see checks/__init__.py)."""

@@ -1,0 +1,1 @@
+"""suite layer (see checks/__init__.py)."""

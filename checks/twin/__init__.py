@@ -1,0 +1,1 @@
+"""twin layer (see checks/__init__.py)."""
