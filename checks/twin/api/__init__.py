@@ -1,0 +1,1 @@
+"""The twin's Kubernetes API: store, kinds, semantics (core) and the HTTPS front end."""
