@@ -1,0 +1,225 @@
+"""One handle on a cluster, whatever serves it: a real Lambda cluster or the embedded twin.
+
+The only input is a kubeconfig path and an optional context (:class:`ClusterTarget`), so nothing here knows
+or cares whether a twin answers. Everything that talks to the cluster goes through a :class:`Cluster`:
+
+* the official ``kubernetes`` client, with a *per-instance* ``Configuration`` (the library's global default is
+  never touched, so two clusters — say a twin and a real one — can be used side by side in one process);
+* the real kubectl and helm, pointed at the same kubeconfig/context, with their caches and helm's config in a
+  private run folder, so a user's ``~/.kube`` and ``~/.config/helm`` are never read or written.
+
+Kubeconfig contents and tokens are never logged: errors name the file and the context, nothing more.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+
+from checks.errors import UsageError
+from checks.kube.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from checks.kube.tools import Tools, find_tools
+
+#: Default seconds a kubectl/helm invocation may run before it is killed.
+DEFAULT_TOOL_TIMEOUT_S = 300.0
+#: Environment variables removed from kubectl/helm's environment: they would point them elsewhere.
+_SCRUBBED_ENV = ("KUBECONFIG", "HELM_KUBECONTEXT", "HELM_NAMESPACE", "HELM_KUBETOKEN", "HELM_KUBEAPISERVER")
+
+
+@dataclass(frozen=True)
+class ClusterTarget:
+    """Which cluster: everything a :class:`Cluster` needs to reach it."""
+
+    kubeconfig: Path
+    """Path of the kubeconfig file (a twin writes one; a real cluster's comes from its admin)."""
+    context: str | None = None
+    """Context inside the kubeconfig; None means the file's ``current-context``."""
+
+    def describe(self) -> str:
+        """Human name for messages: file and context, never the file's contents."""
+        return f"{self.kubeconfig} (context {self.context or '<current>'})"
+
+
+@dataclass(frozen=True)
+class ServerVersion:
+    """What ``/version`` says."""
+
+    major: int
+    """Major version, e.g. 1."""
+    minor: int
+    """Minor version, e.g. 37 (vendor suffixes such as ``37+`` are dropped)."""
+    git_version: str
+    """Full build string, e.g. ``v1.37.0``."""
+
+
+def _digits(text: str) -> int:
+    digits = "".join(ch for ch in text if ch.isdigit())
+    return int(digits) if digits else 0
+
+
+def kubeconfig_contexts(path: Path) -> list[str]:
+    """Context names in a kubeconfig (names only — nothing else from the file is ever surfaced)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return []
+    if not isinstance(data, dict):
+        return []
+    return [str(c.get("name")) for c in data.get("contexts") or [] if isinstance(c, dict) and c.get("name")]
+
+
+class Cluster:
+    """API client, kubectl and helm for one :class:`ClusterTarget`.
+
+    Use as a context manager (or call :meth:`close`): it owns an HTTP connection pool and, unless ``run_dir``
+    is given, a temporary folder for the tools' caches.
+    """
+
+    def __init__(
+        self,
+        target: ClusterTarget,
+        *,
+        run_dir: Path | None = None,
+        tools: Tools | None = None,
+        retry: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
+        kubeconfig = target.kubeconfig.expanduser()
+        if not kubeconfig.is_file():
+            raise UsageError("kubeconfig file not found", where=str(kubeconfig))
+        if target.context is not None and target.context not in kubeconfig_contexts(kubeconfig):
+            known = ", ".join(kubeconfig_contexts(kubeconfig)) or "none"
+            raise UsageError(f"no context {target.context!r} in this kubeconfig (contexts: {known})",
+                             where=str(kubeconfig))
+        self.target = ClusterTarget(kubeconfig.resolve(), target.context)
+        self.retry = retry
+        """Policy used for reads this package makes (lists, gets); callers may reuse it."""
+        try:
+            self.api_client: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                config_file=str(self.target.kubeconfig), context=target.context, persist_config=False
+            )
+        except k8s_config.ConfigException as exc:
+            # The library's messages name fields, not secrets; keep only the first line to be safe.
+            first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise UsageError(f"cannot load kubeconfig: {first}", where=str(self.target.kubeconfig)) from None
+        self._owns_run_dir = run_dir is None
+        self.run_dir = Path(tempfile.mkdtemp(prefix="dra-lab-kube-")) if run_dir is None else run_dir
+        """Folder for kubectl's cache and helm's cache/config/data (private to this Cluster)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._tools = tools
+        self.core = k8s.CoreV1Api(self.api_client)
+        self.apps = k8s.AppsV1Api(self.api_client)
+        self.batch = k8s.BatchV1Api(self.api_client)
+        self.resource = k8s.ResourceV1Api(self.api_client)
+        self.coordination = k8s.CoordinationV1Api(self.api_client)
+        self.custom = k8s.CustomObjectsApi(self.api_client)
+        self.version_api = k8s.VersionApi(self.api_client)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the connection pool and the private run folder (when this Cluster created it)."""
+        self.api_client.close()  # type: ignore[no-untyped-call]
+        if self._owns_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Cluster({self.target.describe()})"
+
+    # -- API -------------------------------------------------------------------------------------------------
+    def server_version(self) -> ServerVersion:
+        """The API server's version (retried on transient errors)."""
+        info = call_with_retry(self.retry, self.version_api.get_code, what="GET /version")
+        return ServerVersion(_digits(str(info.major)), _digits(str(info.minor)), str(info.git_version))
+
+    # -- binaries --------------------------------------------------------------------------------------------
+    @property
+    def tools(self) -> Tools:
+        """kubectl and helm, resolved on first use (so API-only users never need them)."""
+        if self._tools is None:
+            self._tools = find_tools()
+        return self._tools
+
+    def tool_env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Environment for kubectl/helm: helm's homes under the run folder, kube env vars removed."""
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        for var, sub in (("HELM_CACHE_HOME", "helm/cache"), ("HELM_CONFIG_HOME", "helm/config"),
+                         ("HELM_DATA_HOME", "helm/data")):
+            path = self.run_dir / sub
+            path.mkdir(parents=True, exist_ok=True)
+            env[var] = str(path)
+        if extra:
+            env.update(extra)
+        return env
+
+    def kubectl_argv(self, *args: str) -> list[str]:
+        """The full kubectl command line for ``args`` (exposed so reports can show what ran)."""
+        argv = [str(self.tools.kubectl.path), "--kubeconfig", str(self.target.kubeconfig),
+                "--cache-dir", str(self.run_dir / "kubectl-cache")]
+        if self.target.context:
+            argv += ["--context", self.target.context]
+        return [*argv, *args]
+
+    def helm_argv(self, *args: str) -> list[str]:
+        """The full helm command line for ``args``."""
+        argv = [str(self.tools.helm.path), *args, "--kubeconfig", str(self.target.kubeconfig)]
+        if self.target.context:
+            argv += ["--kube-context", self.target.context]
+        return argv
+
+    def _run(self, argv: Sequence[str], args: Sequence[str], *, check: bool, timeout: float,
+             input_text: str | None, env: Mapping[str, str] | None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False,
+            input=input_text, env=self.tool_env(env), cwd=self.run_dir,
+        )
+        if check and proc.returncode != 0:
+            raise ToolFailed(Path(argv[0]).name, args, proc)
+        return proc
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = DEFAULT_TOOL_TIMEOUT_S,
+                input_text: str | None = None, env: Mapping[str, str] | None = None
+                ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this cluster; ``check`` raises :class:`ToolFailed` on a non-zero exit."""
+        return self._run(self.kubectl_argv(*args), args, check=check, timeout=timeout,
+                         input_text=input_text, env=env)
+
+    def helm(self, *args: str, check: bool = True, timeout: float = DEFAULT_TOOL_TIMEOUT_S,
+             input_text: str | None = None, env: Mapping[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+        """Run helm against this cluster with private cache/config/data homes."""
+        return self._run(self.helm_argv(*args), args, check=check, timeout=timeout,
+                         input_text=input_text, env=env)
+
+
+class ToolFailed(Exception):
+    """kubectl or helm exited non-zero; the message carries the subcommand and stderr's tail."""
+
+    def __init__(self, tool: str, args: Sequence[str], proc: subprocess.CompletedProcess[str]) -> None:
+        # The leading subcommand words only: flag values (a --set, a token) are never echoed.
+        words: list[str] = []
+        for arg in args:
+            if arg.startswith("-") or len(words) == 2:
+                break
+            words.append(arg)
+        tail = " ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
+        super().__init__(f"{tool} {' '.join(words)} exited {proc.returncode}: {tail}")
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
