@@ -1,0 +1,109 @@
+"""The driver configuration a check runs under, and installing it once per distinct configuration.
+
+A :class:`DriverConfig` is hashable: the plugin sorts checks by configuration and installs each distinct one
+once per run with ``helm upgrade --install`` — on a real cluster from the real chart, on a twin from the
+twin's own chart (the runner passes ``--chart``); the code path is the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.driver import gates as G
+from checks.driver import names
+
+UPSTREAM_CHART = "oci://registry.k8s.io/dra-driver-nvidia/charts/dra-driver-nvidia-gpu"
+"""Where the real chart is published (nvidia-dra-driver.md §1.2)."""
+RELEASE = "dra-lab-driver"
+"""Helm release name the suite installs (object names follow the chart name, not the release: §1.3)."""
+
+
+@dataclass(frozen=True)
+class DriverConfig:
+    """One installable configuration of the NVIDIA DRA driver."""
+
+    gates: tuple[tuple[str, bool], ...] = ()
+    """Feature gates set explicitly (others keep their defaults), as sorted (name, value) pairs."""
+    gpus: bool = True
+    """``resources.gpus.enabled`` (with ``gpuResourcesEnabledOverride=true``)."""
+    compute_domains: bool = False
+    """``resources.computeDomains.enabled``; upstream Lambda CI disables it except on *b200 types."""
+    controller_replicas: int = 1
+    """``controller.replicas`` (only rendered with compute domains)."""
+    leader_election: bool = False
+    """``controller.leaderElection.enabled``."""
+    webhook: bool = False
+    """``webhook.enabled``."""
+    log_verbosity: int = 4
+    """``logVerbosity``: the suite reads prepare/unprepare lines, which the driver logs at -v 4 and below."""
+    extra: tuple[tuple[str, Any], ...] = ()
+    """Further ``--set``-style values as (dotted key, value) pairs."""
+
+    @classmethod
+    def make(cls, gates: Mapping[str, bool] | None = None, **kw: Any) -> DriverConfig:
+        return cls(gates=tuple(sorted((gates or {}).items())), **kw)
+
+    @property
+    def key(self) -> str:
+        """Short stable name for reports and sorting, e.g. ``default`` or ``DynamicMIG``."""
+        parts = [f"{k}" if v else f"{k}=false" for k, v in self.gates]
+        if self.compute_domains:
+            parts.append("computeDomains")
+        if self.webhook:
+            parts.append("webhook")
+        if not self.gpus:
+            parts.append("no-gpus")
+        if self.controller_replicas != 1:
+            parts.append(f"controller×{self.controller_replicas}")
+        if self.leader_election:
+            parts.append("leaderElection")
+        parts += [f"{k}={v}" for k, v in self.extra]
+        return ",".join(parts) or "default"
+
+    def gate(self, name: str) -> bool:
+        return dict(self.gates).get(name, G.DEFAULTS.get(name, False))
+
+    def values(self, *, driver_root: str = "/", image_tag: str | None = None) -> dict[str, Any]:
+        """Chart values in the upstream values interface (nvidia-dra-driver.md §2)."""
+        vals: dict[str, Any] = {
+            "gpuResourcesEnabledOverride": True,
+            "nvidiaDriverRoot": driver_root,
+            "logVerbosity": str(self.log_verbosity),
+            "resources": {"gpus": {"enabled": self.gpus},
+                          "computeDomains": {"enabled": self.compute_domains}},
+            "featureGates": {k: v for k, v in self.gates},
+            "controller": {"replicas": self.controller_replicas,
+                           "leaderElection": {"enabled": self.leader_election}},
+            "webhook": {"enabled": self.webhook},
+        }
+        if image_tag:
+            vals["image"] = {"tag": image_tag}
+        for dotted, value in self.extra:
+            cur = vals
+            *head, last = dotted.split(".")
+            for part in head:
+                cur = cur.setdefault(part, {})
+            cur[last] = value
+        return vals
+
+
+DEFAULT = DriverConfig()
+TIMESLICING = DriverConfig.make({"TimeSlicingSettings": True})
+MPS = DriverConfig.make({"MPSSupport": True})
+DYNAMIC_MIG = DriverConfig.make({"DynamicMIG": True})
+DYNAMIC_MIG_TIMESLICING = DriverConfig.make({"DynamicMIG": True, "TimeSlicingSettings": True})
+
+PLUGIN_SELECTOR = f"{names.component_label()}=kubelet-plugin"
+"""Label selector of the kubelet-plugin pods (§1.4)."""
+
+
+@dataclass
+class InstallState:
+    """What the suite has installed so far in this run (one per session)."""
+
+    current: DriverConfig | None = None
+    """Configuration currently installed by the suite, if any."""
+    installs: list[str] = field(default_factory=list)
+    """Keys of the configurations installed, in order (goes into the results)."""
