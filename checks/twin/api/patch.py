@@ -822,7 +822,10 @@ def _entries(obj: Mapping[str, Any] | None) -> list[_Entry]:
     return out
 
 
-def _stamp(now: dt.datetime) -> str:
+def _stamp(now: dt.datetime | str) -> str:
+    """``managedFields[].time``: RFC 3339 UTC, second precision (a preformatted string is kept)."""
+    if isinstance(now, str):
+        return now
     return now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -863,7 +866,7 @@ def _ssa_merge(live: Any, applied: Any, path: Path, schema: PatchSchema) -> Any:
 
 
 def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], *, manager: str, force: bool,
-                      schema: PatchSchema | None, now: dt.datetime, subresource: str | None = None,
+                      schema: PatchSchema | None, now: dt.datetime | str, subresource: str | None = None,
                       status_subresource: bool = True) -> tuple[dict[str, Any], list[Conflict]]:
     """Apply ``applied`` for ``manager`` to ``live`` (``None``: create) the way the apiserver's field manager
     does, returning the new object and the conflicts (non-empty → nothing changed; the caller answers 409
@@ -951,9 +954,10 @@ def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], *, m
 
 
 def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: str, api_version: str,
-                  now: dt.datetime, schema: PatchSchema | None = None, subresource: str | None = None
+                  now: dt.datetime | str, schema: PatchSchema | None = None, subresource: str | None = None
                   ) -> dict[str, Any]:
-    """Return ``new`` with ``metadata.managedFields`` updated for a non-apply write (create, update, patch).
+    """Update ``new``'s ``metadata.managedFields`` in place for a non-apply write (create, update, patch) and
+    return ``new``.
 
     The writer takes ownership (operation ``Update``) of every field it added or changed, taking it away
     from other managers without conflict, and fields that disappeared leave every manager's set — which is
@@ -992,4 +996,9 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: s
             mine.time = _stamp(now)
             mine.api_version = api_version
     _store_entries(out, entries)
-    return out
+    meta = new.setdefault("metadata", {})
+    if "managedFields" in out["metadata"]:
+        meta["managedFields"] = out["metadata"]["managedFields"]
+    else:
+        meta.pop("managedFields", None)
+    return new
