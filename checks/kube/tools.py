@@ -150,12 +150,14 @@ def find_tool(name: str, lookup: ToolLookup | None = None) -> ToolChoice:
     if _is_executable(cached):
         return ToolChoice(name, cached, "cache")
     notes: list[str] = []
+    seen: set[Path] = set()
     for entry in lookup.env.get("PATH", "").split(os.pathsep):
         if not entry:
             continue
         candidate = Path(entry) / name
-        if not _is_executable(candidate):
-            continue
+        if not _is_executable(candidate) or candidate.resolve() in seen:
+            continue  # /bin and /usr/bin often hold the same file: judge it once
+        seen.add(candidate.resolve())
         if name == "kubectl":
             version = kubectl_client_version(candidate)
             if version is None:
