@@ -64,6 +64,8 @@ class ImexVerdict:
     """Exact actions, most useful first."""
     mknod_command: str | None = None
     """The command that would create channel0 on this host, when the major is known and the node missing."""
+    conclusion: str = ""
+    """The written finding: channel device present or not, the step that creates it, and feasibility."""
 
     @property
     def can_run(self) -> bool:
@@ -172,7 +174,15 @@ def imex_verdict(report: HostReport) -> ImexVerdict:
     else:
         answer = YES
         summary = "Yes: the CD plugin will find a clique and inject IMEX channels."
-    return ImexVerdict(answer=answer, summary=summary, findings=findings, next_steps=steps, mknod_command=mknod)
+    if imex.channel0_is_char_device:
+        channel = f"The IMEX channel device exists ({CHANNEL_DIR}/channel0, major {imex.channel0_major})."
+    else:
+        how = f"`{mknod}` (major {major} from /proc/devices) or " if mknod else ""
+        channel = (f"No IMEX channel device on this host ({CHANNEL_DIR} absent, CreateImexChannel0="
+                   f"{imex.create_imex_channel0}); the step that creates it: {how}{MODULE_PARAM_STEP}.")
+    conclusion = f"{channel} Single-node compute-domain checks: {summary}"
+    return ImexVerdict(answer=answer, summary=summary, findings=findings, next_steps=steps, mknod_command=mknod,
+                       conclusion=conclusion)
 
 
 def create_channel0(report: HostReport, *, allow_changes: bool = False, root: str = "/") -> str:

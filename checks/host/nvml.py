@@ -260,6 +260,9 @@ def _pairs(nvml: Any, handles: list[Any], gpus: list[Gpu], notes: _Notes) -> lis
                 1 for link in gpus[i].nvlinks
                 if link.active and link.remote_pci_bus_id and _norm_bus(link.remote_pci_bus_id) == target
             )
+            pair.via_switch = pair.nvlink_p2p == "ok" and all(
+                any(link.active and link.remote_device_type == "switch" for link in gpus[k].nvlinks) for k in (i, j)
+            )
             pairs.append(pair)
     return pairs
 

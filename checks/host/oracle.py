@@ -17,33 +17,66 @@ from checks.host.report import HostReport, MigProfile
 class OracleEngines(Protocol):
     """Engine counts of an oracle profile."""
 
-    ce: int
-    dec: int
-    enc: int
-    jpeg: int
-    ofa: int
+    @property
+    def ce(self) -> int: ...
+
+    @property
+    def dec(self) -> int: ...
+
+    @property
+    def enc(self) -> int: ...
+
+    @property
+    def jpeg(self) -> int: ...
+
+    @property
+    def ofa(self) -> int: ...
+
 
 
 class OracleProfile(Protocol):
     """The parts of ``checks.mig`` ``Profile`` that NVML can confirm."""
 
-    name: str
-    nvml_id: int
-    compute_slices: int
-    memory_slices: int
-    memory_mib: int
-    sms: int
-    max_instances: int
-    starts: tuple[int, ...]
-    engines: OracleEngines
-    memory_mib_alternatives: tuple[int, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def nvml_id(self) -> int: ...
+
+    @property
+    def compute_slices(self) -> int: ...
+
+    @property
+    def memory_slices(self) -> int: ...
+
+    @property
+    def memory_mib(self) -> int: ...
+
+    @property
+    def sms(self) -> int: ...
+
+    @property
+    def max_instances(self) -> int: ...
+
+    @property
+    def starts(self) -> tuple[int, ...]: ...
+
+    @property
+    def engines(self) -> OracleEngines: ...
+
+    @property
+    def memory_mib_alternatives(self) -> tuple[int, ...]: ...
+
 
 
 class OracleGpu(Protocol):
-    """The parts of ``checks.mig`` ``GpuGeometry`` that NVML can confirm."""
+    """The parts of ``checks.mig`` ``GpuGeometry`` that NVML can confirm (read-only, as frozen dataclasses are)."""
 
-    key: str
-    profiles: Sequence[OracleProfile]
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def profiles(self) -> Sequence[OracleProfile]: ...
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from typing import Any
 
 from checks.host._codec import from_plain, to_plain
 
+NVLINK_VERSIONS = {1: "1.0", 2: "2.0", 3: "2.2", 4: "3.0", 5: "3.1", 6: "4.0", 7: "5.0"}
+"""``nvmlNvlinkVersion_t`` -> NVLink generation (NVML numbers the versions, not the generations)."""
+
 SCHEMA_VERSION = 1
 """Bumped when a field changes meaning; fixtures record the version they were written with."""
 
@@ -83,11 +86,18 @@ class NvLink:
     active: bool
     """``nvmlDeviceGetNvLinkState`` == enabled."""
     version: int | None = None
-    """``nvmlDeviceGetNvLinkVersion`` (4 on H100)."""
+    """``nvmlDeviceGetNvLinkVersion`` raw ``nvmlNvlinkVersion_t`` (6 = NVLink 4.0 on H100); see ``version_name``."""
     remote_pci_bus_id: str | None = None
     """PCI bus id at the far end (a GPU or an NVSwitch)."""
     remote_device_type: str | None = None
     """``gpu``, ``ibmnpu``, ``switch`` or ``unknown`` (``nvmlDeviceGetNvLinkRemoteDeviceType``)."""
+
+    @property
+    def version_name(self) -> str | None:
+        """NVLink generation as people say it (``4.0``), from the NVML enum."""
+        if self.version is None:
+            return None
+        return NVLINK_VERSIONS.get(self.version, f"enum {self.version}")
 
 
 @dataclass
@@ -209,6 +219,9 @@ class GpuPair:
     ``node`` or ``system``."""
     nvlinks_between: int = 0
     """Active links of ``a`` whose far end is ``b`` (direct NVLink, no switch)."""
+    via_switch: bool = False
+    """Both GPUs have active links that end at an NVSwitch and NVLink P2P is ``ok``: connected through the
+    switch fabric even when the switches themselves are hidden from this host (pass-through VMs)."""
 
 
 @dataclass

@@ -40,7 +40,8 @@ def render(report: HostReport) -> str:
         if g.notes:
             lines.append("  refused: " + ", ".join(f"{k}={v}" for k, v in sorted(g.notes.items())))
     for p in report.pairs:
-        lines.append(f"GPU {p.a}<->{p.b}: {p.nvlinks_between} direct NVLink(s), NVLink P2P {p.nvlink_p2p}, "
+        lines.append(f"GPU {p.a}<->{p.b}: {p.nvlinks_between} direct NVLink(s), "
+                     f"{'through NVSwitch, ' if p.via_switch else ''}NVLink P2P {p.nvlink_p2p}, "
                      f"common ancestor {p.common_ancestor}")
     lines.append(
         f"IMEX: major {imex.channels_major if imex.channels_major is not None else 'absent'}; "
