@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from checks.mig.geometry import gpu  # noqa: E402
-from checks.twin.scheduler.dra.allocator import AllocatedState, AllocatorCache, allocate  # noqa: E402
-from tests.twin_dynmig import GPU_CLASS, MIG_CLASS, claim, dynmig_slices, exactly, node, profile_is  # noqa: E402
+from checks.mig.geometry import gpu
+from checks.twin.scheduler.dra.allocator import AllocatedState, AllocatorCache, allocate
+from tests.twin_dynmig import GPU_CLASS, MIG_CLASS, claim, dynmig_slices, exactly, node, profile_is
 
 
 def main() -> None:
