@@ -430,6 +430,41 @@ class Api:
             self.store.put(rt.key, new, event="MODIFIED", old=old)
         return copy.deepcopy(new)
 
+    def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None,
+             annotations: dict[str, str] | None = None, dry_run: bool = False) -> Obj:
+        """``POST pods/binding``: set ``spec.nodeName`` and ``PodScheduled=True`` (kubernetes-dra.md §4.1, §8.2).
+
+        Like the apiserver's BindingREST this bypasses pod update validation (``spec.nodeName`` is otherwise
+        immutable) and refuses pods already bound or being deleted. The scheduler and the HTTP front end share it.
+        """
+        rt = self.registry.get("", "v1", "pods") or core("pods")
+        with self.store.lock:
+            cur = self.store.get(rt.key, namespace, name)
+            if cur is None:
+                raise E.not_found(rt, name)
+            meta = cur["metadata"]
+            if uid and uid != meta.get("uid"):
+                raise E.conflict(rt, name, f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                                           f"{meta.get('uid')}")
+            if meta.get("deletionTimestamp"):
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod '
+                               f"{name} is being deleted, cannot be assigned to a host",
+                               {"name": name, "kind": "pods/binding"})
+            bound = (cur.get("spec") or {}).get("nodeName")
+            if bound:
+                raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod '
+                               f'{name} is already assigned to node "{bound}"', {"name": name, "kind": "pods/binding"})
+            new = copy.deepcopy(cur)
+            new.setdefault("spec", {})["nodeName"] = node_name
+            if annotations:
+                new["metadata"].setdefault("annotations", {}).update(annotations)
+            status = new.setdefault("status", {})
+            conds = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": self.now()})
+            status["conditions"] = conds
+            return self._commit_update(rt, cur, new, None, dry_run, "Update")
+
     def _removable(self, rt: ResourceType, obj: Obj) -> bool:
         """Whether a deleting object with no finalizers left may disappear now."""
         if rt.key == "/pods":
