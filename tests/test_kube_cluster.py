@@ -121,3 +121,17 @@ def test_cli_clean_guards(kubeconfig: Path) -> None:
     with pytest.raises(SystemExit) as info:
         main(["clean"])
     assert info.value.code == 2
+
+
+def test_every_registered_kind_resolves_to_client_methods(kubeconfig: Path) -> None:
+    from checks.kube.kinds import KINDS
+
+    with Cluster(ClusterTarget(kubeconfig)) as c:
+        for k in KINDS.values():
+            api = getattr(c, k.api)
+            names = ([f"list_namespaced_{k.singular}", f"list_{k.singular}_for_all_namespaces",
+                      f"delete_namespaced_{k.singular}"] if k.namespaced
+                     else [f"list_{k.singular}", f"delete_{k.singular}"])
+            for name in names:
+                assert callable(getattr(api, name, None)), f"{k.plural}: {type(api).__name__}.{name}"
+            assert callable(k.list_fn(c, "ns" if k.namespaced else None))
