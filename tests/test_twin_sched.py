@@ -260,3 +260,54 @@ def test_background_threads_schedule_on_events(api: Api) -> None:
     finally:
         sched.stop()
         ctl.stop()
+
+
+def test_postfilter_deallocates_claim_pinned_to_unusable_node(api: Api) -> None:
+    from checks.twin.scheduler.scheduler import SchedulerSettings
+
+    add_node(api, "node-a")
+    add_node(api, "node-b")
+    api.create(CLAIMS, "default", {"metadata": {"name": "c"}, "spec": {"devices": {"requests": [
+        {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com", "allocationMode": "ExactCount",
+                                    "count": 1}}]}}})
+    sched = Scheduler(api, SchedulerSettings())
+    api.create(PODS, "default", pod("first", [{"name": "gpu", "resourceClaimName": "c"}]))
+    sched.schedule_pending()
+    assert api.get(PODS, "default", "first")["spec"]["nodeName"] == "node-a"  # first feasible by name
+    api.delete(PODS, "default", "first", grace_period_seconds=0)
+    c = api.get(CLAIMS, "default", "c")
+    c["status"].pop("reservedFor")
+    api.update(CLAIMS, "default", "c", c, subresource="status")  # allocated, unreserved
+    node_a = api.get(NODES, None, "node-a")
+    node_a["spec"]["unschedulable"] = True
+    api.update(NODES, None, "node-a", node_a)
+    api.create(PODS, "default", pod("second", [{"name": "gpu", "resourceClaimName": "c"}]))
+    sched.schedule_pending()
+    msg = condition(api.get(PODS, "default", "second"))["message"]
+    assert msg == ("0/2 nodes are available: 1 node(s) were unschedulable, 1 resourceclaim not available on the "
+                   "node. deallocation of ResourceClaim completed, preemption: 0/2 nodes are available: 2 "
+                   "Preemption is not helpful for scheduling.")
+    assert "allocation" not in api.get(CLAIMS, "default", "c")["status"]
+    sched.schedule_pending()
+    assert api.get(PODS, "default", "second")["spec"]["nodeName"] == "node-b"
+
+
+def test_device_taint_rule_applies_on_1_37(api: Api) -> None:
+    from checks.twin.scheduler.dra.allocator import Features
+    from checks.twin.scheduler.scheduler import TAINT_RULES, SchedulerSettings
+
+    add_node(api, "node-a")
+    api.create(TAINT_RULES, None, {"metadata": {"name": "drain"}, "spec": {
+        "deviceSelector": {"driver": "gpu.nvidia.com", "device": "gpu-0"},
+        "taint": {"key": "example.com/maintenance", "value": "", "effect": "NoSchedule"}}})
+    claim_body = {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+        "deviceClassName": "gpu.nvidia.com", "allocationMode": "ExactCount", "count": 1}}]}}}
+    api.create(CLAIMS, "default", {"metadata": {"name": "c36"}, **copy.deepcopy(claim_body)})
+    api.create(CLAIMS, "default", {"metadata": {"name": "c37"}, **copy.deepcopy(claim_body)})
+    api.create(PODS, "default", pod("p37", [{"name": "gpu", "resourceClaimName": "c37"}]))
+    Scheduler(api, SchedulerSettings(features=Features.for_version(37))).schedule_pending()
+    assert condition(api.get(PODS, "default", "p37"))["reason"] == "Unschedulable"
+    api.delete(PODS, "default", "p37", grace_period_seconds=0)
+    api.create(PODS, "default", pod("p36", [{"name": "gpu", "resourceClaimName": "c36"}]))
+    Scheduler(api).schedule_pending()  # 1.36: DeviceTaintRule API not served by default -> rule ignored
+    assert api.get(PODS, "default", "p36")["spec"]["nodeName"] == "node-a"

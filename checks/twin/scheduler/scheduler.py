@@ -51,6 +51,7 @@ NODES = core("nodes")
 CLAIMS = core("resourceclaims")
 SLICES = core("resourceslices")
 CLASSES = core("deviceclasses")
+TAINT_RULES = core("devicetaintrules")
 
 
 @dataclass(frozen=True)
@@ -345,7 +346,7 @@ class Scheduler:
         state = AllocatedState()
         all_claims: list[Obj] = []
         if has_dra:
-            slices, _ = self.api.list(SLICES)
+            slices = self._slices_with_rule_taints()
             all_claims, _ = self.api.list(CLAIMS)
             state = AllocatedState.from_claims(all_claims)
         results: dict[str, _NodeResult] = {}
@@ -358,8 +359,63 @@ class Scheduler:
             results[name] = r
             if r.reason is None:
                 return node, r.allocations or [], ext_by_node.get(name)
-        reasons = {n: r for n, r in results.items()}
-        raise _Unschedulable(self._fit_error(len(nodes), None, reasons, has_dra))
+        deallocated = self._post_filter(pod, claims, results)
+        raise _Unschedulable(self._fit_error(len(nodes), None, results, has_dra, deallocated))
+
+    def _slices_with_rule_taints(self) -> list[Obj]:
+        """Slices with DeviceTaintRule taints applied as if they were in the slice (§1.7); the rules are
+        served from 1.37 (v1), earlier only with off-by-default beta/alpha APIs."""
+        slices, _ = self.api.list(SLICES)
+        if not self.settings.features.device_taints or self.settings.features.minor < 37:
+            return slices
+        rules, _ = self.api.list(TAINT_RULES)
+        rules = [r for r in rules if (r.get("spec") or {}).get("deviceSelector") is not None]
+        if not rules:
+            return slices
+        out = []
+        for sl in slices:
+            sp = sl.get("spec") or {}
+            changed = False
+            devices = []
+            for d in sp.get("devices") or []:
+                extra = []
+                for r in rules:
+                    sel = r["spec"]["deviceSelector"]
+                    if all(sel.get(k) in (None, v) for k, v in (("driver", sp.get("driver")),
+                                                                 ("pool", (sp.get("pool") or {}).get("name")),
+                                                                 ("device", d.get("name")))):
+                        extra.append(dict(r["spec"].get("taint") or {}))
+                if extra:
+                    d = {**d, "taints": [*(d.get("taints") or []), *extra]}
+                    changed = True
+                devices.append(d)
+            if changed:
+                sl = {**sl, "metadata": {**(sl.get("metadata") or {}), "resourceVersion": ""},
+                      "spec": {**sp, "devices": devices}}
+            out.append(sl)
+        return out
+
+    def _post_filter(self, pod: Obj, claims: list[Obj], results: dict[str, _NodeResult]) -> bool:
+        """DynamicResources PostFilter (§4.1): deallocate one allocated claim that is unavailable on the
+        nodes and reserved by nobody else, so the next attempt may allocate it elsewhere."""
+        if not any(r.reason == "resourceclaim not available on the node" for r in results.values()):
+            return False
+        uid = _meta(pod).get("uid")
+        for c in claims:
+            st = c.get("status") or {}
+            if not st.get("allocation") or any(r.get("uid") != uid for r in st.get("reservedFor") or []):
+                continue
+            new = copy.deepcopy(c)
+            for k in ("allocation", "reservedFor", "devices"):
+                new.setdefault("status", {}).pop(k, None)
+            try:
+                self.api.update(CLAIMS, str(_meta(c).get("namespace")), str(_meta(c).get("name")), new,
+                                subresource="status")
+            except ApiError:
+                return False
+            self._dirty.set()
+            return True
+        return False
 
     def _used_resources(self) -> dict[str, dict[str, Fraction]]:
         pods, _ = self.api.list(PODS)
@@ -460,7 +516,8 @@ class Scheduler:
             "_requestMappings": mappings,
         }
 
-    def _fit_error(self, n: int, prefilter: str | None, results: dict[str, _NodeResult], has_dra: bool) -> str:
+    def _fit_error(self, n: int, prefilter: str | None, results: dict[str, _NodeResult], has_dra: bool,
+                   deallocated: bool = False) -> str:
         """FitError text (kubernetes-dra.md §4.2): reasons counted and sorted, then the PostFilter part."""
         if prefilter is not None:
             head = f"0/{n} nodes are available: {prefilter}."
@@ -475,7 +532,7 @@ class Scheduler:
         if n == 0:
             post = "preemption: 0/0 nodes are available: ."
         if has_dra:
-            post = "still not schedulable, " + post
+            post = ("deallocation of ResourceClaim completed, " if deallocated else "still not schedulable, ") + post
         return f"{head} {post}"
 
     # -- Reserve / PreBind / Bind --------------------------------------------------------------------
