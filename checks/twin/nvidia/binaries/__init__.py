@@ -1,0 +1,178 @@
+"""Emulated binaries of the driver image, run by the twin kubelet for ``registry.k8s.io/dra-driver-nvidia/…``.
+
+:func:`register` installs the image resolver (call once when a twin starts); :func:`set_node_gpus` tells the
+emulated GPU plugin which virtual GPUs a node has (the twin sets it from :func:`..hardware.virtual_gpus`).
+Every binary parses ``FEATURE_GATES`` and refuses forbidden combinations exactly as the real ones
+(reference §3.3): ``Error: feature gate validation failed: …`` on stderr, exit 1 → CrashLoopBackOff.
+
+Phase-2 status: gpu-kubelet-plugin publishes and prepares; compute-domain-kubelet-plugin,
+compute-domain-controller and webhook start, validate gates, log the startup block and idle until stopped
+(no Lease, no webhook server yet — see the fidelity notes).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any, cast
+
+from checks.driver import gates as gate_table
+from checks.driver import logs, names
+from checks.driver.slices import GpuFacts
+from checks.twin.kubelet.seam import ContainerContext, EmulatedProgram, register_emulated_image
+from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin, now, slice_bodies
+
+_lock = threading.Lock()
+_node_gpus: dict[str, list[GpuFacts]] = {}
+
+
+def set_node_gpus(node: str, gpus: Sequence[GpuFacts]) -> None:
+    """Record the virtual GPUs of ``node`` (what NVML would report there)."""
+    with _lock:
+        _node_gpus[node] = list(gpus)
+
+
+def node_gpus(node: str) -> list[GpuFacts]:
+    """The GPUs recorded for ``node`` (empty = a node without NVIDIA GPUs)."""
+    with _lock:
+        return list(_node_gpus.get(node, []))
+
+
+def _verbosity(ctx: ContainerContext) -> int:
+    argv = " ".join(ctx.argv).split()
+    for i, tok in enumerate(argv):
+        if tok in ("-v", "--v") and i + 1 < len(argv) and argv[i + 1].isdigit():
+            return int(argv[i + 1])
+        if tok.startswith(("-v=", "--v=")) and tok.split("=", 1)[1].isdigit():
+            return int(tok.split("=", 1)[1])
+    text = ctx.env.get("LOG_VERBOSITY", "")
+    return int(text) if text.isdigit() else 0
+
+
+def _start(ctx: ContainerContext, component: str) -> tuple[dict[str, bool], int] | int:
+    """Common start: gates parse + validation; returns (gates, verbosity) or an exit code."""
+    try:
+        gates = gate_table.parse_feature_gates(ctx.env.get("FEATURE_GATES", ""))
+    except gate_table.GateParseError as exc:
+        ctx.stderr.write(f'Error: invalid argument "{ctx.env.get("FEATURE_GATES", "")}" for "--feature-gates" '
+                         f"flag: {exc}\n")
+        return 1
+    error = gate_table.validate_gates(component, gates)
+    if error is not None:
+        ctx.stderr.write(f"Error: {error}\n")
+        return 1
+    verbosity = _verbosity(ctx)
+    flags: dict[str, object] = {"nodeName": ctx.env.get("NODE_NAME", ""), "namespace": ctx.env.get("NAMESPACE", "")}
+    if component == names.BIN_CONTROLLER:
+        flags = {"podName": ctx.env.get("POD_NAME", ""), "namespace": ctx.env.get("NAMESPACE", ""),
+                 "additionalNamespaces": ctx.env.get("ADDITIONAL_NAMESPACES", "[]")}
+    _write(ctx, logs.startup(component, gates, flags, verbosity), verbosity)
+    return gates, verbosity
+
+
+def _write(ctx: ContainerContext, lines: Sequence[logs.LogLine], verbosity: int) -> None:
+    for line in logs.emit(lines, verbosity, now()):
+        (ctx.stderr if line[0] in "WE" else ctx.stdout).write(line + "\n")
+
+
+def _kubernetes_version(client: Any) -> str:
+    from kubernetes import client as k8s
+
+    try:
+        info = k8s.VersionApi(client).get_code()
+        return str(info.git_version)
+    except Exception:
+        return "v1.36.0"
+
+
+def run_gpu_plugin(ctx: ContainerContext) -> int:
+    """``gpu-kubelet-plugin``: publish slices, register, prepare until stopped."""
+    from kubernetes import client as k8s
+
+    started = _start(ctx, names.BIN_GPU_PLUGIN)
+    if isinstance(started, int):
+        return started
+    gates, verbosity = started
+    node = ctx.env.get("NODE_NAME") or ctx.node_name
+    api_client = ctx.api_client()
+    try:
+        core, resource = k8s.CoreV1Api(api_client), k8s.ResourceV1Api(api_client)
+        node_uid = str(api_client.sanitize_for_serialization(core.read_node(node))["metadata"]["uid"])
+        version = _kubernetes_version(api_client)
+        gpus = node_gpus(node)
+        bodies, lines = slice_bodies(node, node_uid, gpus, gates, version)
+        existing = api_client.sanitize_for_serialization(
+            resource.list_resource_slice(field_selector=f"spec.nodeName={node}")
+        )
+        for old in existing.get("items") or []:
+            if old["spec"]["driver"] == names.GPU_DRIVER:
+                resource.delete_resource_slice(str(old["metadata"]["name"]))
+        for body in bodies:
+            resource.create_resource_slice(cast(Any, body))
+        _write(ctx, lines, verbosity)
+
+        def read_claim(namespace: str, name: str) -> dict[str, Any]:
+            obj = resource.read_namespaced_resource_claim(name, namespace)
+            return dict(api_client.sanitize_for_serialization(obj))
+
+        plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim,
+                           log=lambda line: _write(ctx, [line], verbosity))
+        ctx.register_dra_plugin(names.GPU_DRIVER, plugin)
+        ctx.stop.wait()
+        _write(ctx, [logs.shutdown()], verbosity)
+        return 0
+    finally:
+        api_client.close()
+
+
+def _idle(component: str) -> EmulatedProgram:
+    def run(ctx: ContainerContext) -> int:
+        started = _start(ctx, component)
+        if isinstance(started, int):
+            return started
+        _, verbosity = started
+        if component == names.BIN_WEBHOOK:
+            port = next((a.split("=", 1)[1] for a in ctx.argv if a.startswith("--port=")), "443")
+            _write(ctx, [logs.webhook_start(int(port))], verbosity)
+        ctx.stop.wait()
+        if component != names.BIN_WEBHOOK:
+            _write(ctx, [logs.shutdown()], verbosity)
+        return 0
+
+    return run
+
+
+def _prestart(ctx: ContainerContext) -> int:
+    """``kubelet-plugin-prestart.sh``: succeeds when the node has a driver (``nvidia-smi --version`` works)."""
+    if not node_gpus(ctx.env.get("NODE_NAME") or ctx.node_name):
+        ctx.stdout.write("nvidia-smi failed (see error above)\n")
+        ctx.stop.wait()
+        return 1
+    return 0
+
+
+PROGRAMS: dict[str, EmulatedProgram] = {
+    names.BIN_GPU_PLUGIN: run_gpu_plugin,
+    names.BIN_CD_PLUGIN: _idle(names.BIN_CD_PLUGIN),
+    names.BIN_CONTROLLER: _idle(names.BIN_CONTROLLER),
+    names.BIN_WEBHOOK: _idle(names.BIN_WEBHOOK),
+    "kubelet-plugin-prestart.sh": _prestart,
+}
+"""Binary (or script) name → emulated program. Longer names are matched first (``webhook`` last)."""
+
+
+def resolve(ctx: ContainerContext) -> EmulatedProgram | None:
+    """Pick the program for a container of the driver image from its argv."""
+    words = " ".join(ctx.argv).replace("/", " ").split()
+    for binary in sorted(PROGRAMS, key=len, reverse=True):
+        if binary in words:
+            return PROGRAMS[binary]
+    return None
+
+
+def register() -> None:
+    """Make the twin kubelet run these programs for the driver image (any tag)."""
+    register_emulated_image(names.IMAGE_REPOSITORY, resolve)
+
+
+__all__ = ["PROGRAMS", "node_gpus", "register", "resolve", "run_gpu_plugin", "set_node_gpus"]

@@ -1,0 +1,176 @@
+"""Emulated ``gpu-kubelet-plugin``: publishes the node's ResourceSlices and prepares claims like the real one.
+
+Behaviour (reference nvidia-dra-driver.md §3.3, §4, §5, §6): parse ``FEATURE_GATES``/``-v``; a forbidden gate
+combination prints ``Error: feature gate validation failed: …`` and exits 1; logs the startup block; publishes
+the slices of :mod:`checks.driver.slices` through the API (official client); registers as DRA plugin
+``gpu.nvidia.com`` with the twin kubelet; prepares claims with strict config decoding + validation and the
+real error chains; with DynamicMIG an occupied placement fails with ``Insufficient Resources``.
+
+Twin simplifications (fidelity notes): no checkpoint file (state lives in the process, so a restarted plugin
+forgets prepared claims); no metrics server yet; no health monitor, VFIO or ConsumableShares.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from checks.driver import configs, logs, names
+from checks.driver import gates as gate_table
+from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError
+from checks.driver.slices import GpuFacts, publish
+from checks.mig import parse_device_name
+from checks.twin.kubelet.seam import PreparedDevice, PrepareResult, SmiGpu, SmiMig
+from checks.twin.nvidia.hardware import mig_uuid
+
+ClaimReader = Callable[[str, str], dict[str, Any]]
+"""(namespace, name) → ResourceClaim as REST JSON."""
+
+
+@dataclass
+class GpuPlugin:
+    """The prepare/unprepare half of the plugin (the DRA gRPC service), independent of how it is started."""
+
+    node: str
+    """Node (and pool) name."""
+    gpus: Sequence[GpuFacts]
+    """The node's GPUs."""
+    gates: Mapping[str, bool]
+    """Explicitly set gates (defaults apply on top)."""
+    read_claim: ClaimReader
+    """How the plugin reads a claim (the API)."""
+    log: Callable[[logs.LogLine], None] = lambda _line: None
+    """Where log lines go (filtered by verbosity by the caller)."""
+    prepared: dict[str, PrepareResult] = field(default_factory=dict)
+    """Completed claims by uid (the real plugin's checkpoint ``PrepareCompleted`` entries)."""
+    mig_slots: dict[str, tuple[int, range]] = field(default_factory=dict)
+    """DynamicMIG: created MIG device name → (parent minor, memory slots)."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """The node-global prep/unprep lock (``pu.lock``)."""
+
+    def _gpu(self, minor: int) -> GpuFacts:
+        for g in self.gpus:
+            if g.minor == minor:
+                return g
+        raise ConfigError(f"unknown GPU minor {minor}")
+
+    def prepare(self, claims: list[dict[str, str]]) -> dict[str, PrepareResult]:
+        """NodePrepareResources for a batch of claims."""
+        with self.lock:
+            return {c["uid"]: self._prepare_one(c) for c in claims}
+
+    def unprepare(self, claims: list[dict[str, str]]) -> dict[str, str]:
+        """NodeUnprepareResources: forget the claim, destroy its dynamic MIG devices."""
+        with self.lock:
+            for c in claims:
+                result = self.prepared.pop(c["uid"], None)
+                for dev in result.devices if result else ():
+                    self.mig_slots.pop(dev.device_name, None)
+            return {c["uid"]: "" for c in claims}
+
+    def _prepare_one(self, ref: Mapping[str, str]) -> PrepareResult:
+        uid, ns, name = ref["uid"], ref["namespace"], ref["name"]
+        if uid in self.prepared:
+            return self.prepared[uid]
+        try:
+            devices = self._prepare_devices(self.read_claim(ns, name))
+        except ConfigError as exc:
+            return PrepareResult(error=configs.prepare_error(ns, name, uid, str(exc)))
+        cdi = [names.cdi_device_id(uid, d) for d in devices]
+        result = PrepareResult(devices=tuple(self._device(uid, d, req) for d, req in devices.items()))
+        self.prepared[uid] = result
+        self.log(logs.prepared(ns, name, uid, cdi))
+        return result
+
+    def _prepare_devices(self, claim: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        alloc = ((claim.get("status") or {}).get("allocation") or {}).get("devices") or {}
+        results = [
+            r for r in alloc.get("results") or [] if r.get("driver") == names.GPU_DRIVER and r.get("pool") == self.node
+        ]
+        eff = gate_table.effective(self.gates)
+        entries = alloc.get("config") or []
+        class_entries = [ConfigEntry.from_api(e) for e in entries if e.get("source") == "FromClass"]
+        claim_entries = [ConfigEntry.from_api(e) for e in entries if e.get("source") != "FromClass"]
+        try:
+            decoded = configs.opaque_configs(class_entries, claim_entries)
+        except ConfigError as exc:
+            raise ConfigError(configs.opaque_configs_error(exc)) from exc
+        allocated = [
+            AllocatedDevice(r["request"], r["device"], "mig" if "-mig-" in r["device"] else "gpu") for r in results
+        ]
+        chosen = configs.resolve(decoded, allocated, gates=eff)
+        for cfg in {id(c): c for c in chosen.values()}.values():
+            configs.normalize_and_validate(cfg, eff)
+            configs.prepare_checks(cfg, device_count=len(self.gpus))
+        devices: dict[str, tuple[str, ...]] = {}
+        for a in allocated:
+            devices[a.device] = (*devices.get(a.device, ()), a.request.split("/", 1)[0])
+        if eff["DynamicMIG"]:
+            self._create_migs([d for d in devices if "-mig-" in d])
+        return devices
+
+    def _create_migs(self, wanted: list[str]) -> None:
+        """Reserve memory slots of new dynamic MIG devices; overlap → NVML ``Insufficient Resources``."""
+        staged: dict[str, tuple[int, range]] = {}
+        for dev in wanted:
+            if dev in self.mig_slots:
+                continue
+            parsed = parse_device_name(dev)
+            geo = self._gpu(parsed.minor).mig
+            if geo is None:
+                raise ConfigError(f"prepare devices failed: GPU {parsed.minor} is not MIG capable")
+            slots = parsed.profile(geo).slots(parsed.start)
+            for minor, used in [*self.mig_slots.values(), *staged.values()]:
+                if minor == parsed.minor and set(used) & set(slots):
+                    raise ConfigError(
+                        f"error creating MIG device: error creating GPU instance for '{dev}': Insufficient Resources"
+                    )
+            staged[dev] = (parsed.minor, slots)
+        self.mig_slots.update(staged)
+
+    def _device(self, uid: str, dev: str, requests: tuple[str, ...]) -> PreparedDevice:
+        if "-mig-" in dev:
+            parsed = parse_device_name(dev)
+            g = self._gpu(parsed.minor)
+            profile = parsed.profile(g.mig).name if g.mig else parsed.profile_slug
+            static = {f"{s.profile}@{s.start}": s.uuid for s in g.static_mig}
+            muuid = static.get(f"{profile}@{parsed.start}", mig_uuid(g.uuid, dev))
+            smi_mig: SmiMig | None = SmiMig(profile, muuid)
+        else:
+            g = self._gpu(int(dev.split("-")[1]))
+            smi_mig = None
+        return PreparedDevice(
+            request_names=requests,
+            pool_name=self.node,
+            device_name=dev,
+            cdi_device_ids=(names.cdi_device_id(uid, dev),),
+            env={"NVIDIA_VISIBLE_DEVICES": "void"},
+            smi=SmiGpu(
+                name=g.product_name, uuid=g.uuid, pci_bus_id=g.pci_bus_id, mig=smi_mig,
+                driver_version=g.driver_version, cuda_version=g.cuda_driver_version,
+                memory_mib=(g.memory_bytes or 0) // 2**20,
+            ),
+        )
+
+
+def slice_bodies(node: str, node_uid: str, gpus: Sequence[GpuFacts], gates: Mapping[str, bool],
+                 kubernetes_version: str | int) -> tuple[list[dict[str, Any]], list[logs.LogLine]]:
+    """ResourceSlice bodies to create at startup and the log lines that go with them (§4.1)."""
+    from checks.driver.slices import slice_object, uses_split_slices
+
+    pub = publish(node, gpus, gates, kubernetes_version)
+    lines: list[logs.LogLine] = []
+    if gate_table.effective(gates)["DynamicMIG"]:
+        lines += logs.layout(str(kubernetes_version), uses_split_slices(kubernetes_version))
+    lines += [logs.LogLine(0, w, "driver.go", 280, "W") for w in pub.warnings]
+    lines += [logs.announce(d["name"]) for d in pub.devices()]
+    bodies = [slice_object(spec, i, node, node_uid) for i, spec in enumerate(pub.specs)]
+    return bodies, lines
+
+
+def now() -> dt.datetime:
+    """Wall clock for log headers (UTC, as klog in a container)."""
+    return dt.datetime.now(dt.UTC)
