@@ -348,3 +348,17 @@ def test_record_update_create_and_removed_fields() -> None:
     assert managers(out)[("kubectl-edit", "Update")]["fieldsV1"] == {"f:data": {"f:k": {}}}
     assert managers(out)[("kubectl-create", "Update")]["fieldsV1"] == {
         "f:data": {}, "f:metadata": {"f:labels": {".": {}, "f:a": {}}}}, "the map itself stays owned"
+
+
+def test_record_update_status_ownership_follows_subresource() -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+           "spec": {"containers": [{"name": "c", "image": "i"}]}, "status": {"phase": "Pending"}}
+    created = record_update(None, copy.deepcopy(pod), manager="kubectl-create", api_version="v1", now=NOW)
+    assert "f:status" not in managers(created)[("kubectl-create", "Update")]["fieldsV1"]
+    running = copy.deepcopy(created)
+    running["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    out = record_update(created, running, manager="kubelet", api_version="v1", now=NOW, subresource="status")
+    entry = managers(out)[("kubelet", "Update")]
+    assert entry["subresource"] == "status"
+    assert entry["fieldsV1"] == {"f:status": {"f:conditions": {'k:{"type":"Ready"}': {
+        ".": {}, "f:status": {}, "f:type": {}}}, "f:phase": {}}}

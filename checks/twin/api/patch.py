@@ -954,15 +954,17 @@ def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], *, m
 
 
 def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: str, api_version: str,
-                  now: dt.datetime | str, schema: PatchSchema | None = None, subresource: str | None = None
-                  ) -> dict[str, Any]:
+                  now: dt.datetime | str, schema: PatchSchema | None = None, subresource: str | None = None,
+                  status_subresource: bool = True) -> dict[str, Any]:
     """Update ``new``'s ``metadata.managedFields`` in place for a non-apply write (create, update, patch) and
     return ``new``.
 
     The writer takes ownership (operation ``Update``) of every field it added or changed, taking it away
     from other managers without conflict, and fields that disappeared leave every manager's set — which is
     how the real field manager keeps ownership honest across PUTs and client-side patches. Without
-    ``schema`` the patch metadata comes from ``new``'s apiVersion and kind (:func:`schema_for`).
+    ``schema`` the patch metadata comes from ``new``'s apiVersion and kind (:func:`schema_for`). As in
+    :func:`server_side_apply`, a write to the main resource of a kind with a status subresource never owns
+    ``status`` (the strategy resets it), and a ``status`` write owns only ``status``.
     """
     if schema is None:
         schema = schema_for(str(new.get("apiVersion", "")), str(new.get("kind", "")))
@@ -971,8 +973,17 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], *, manager: s
     out = copy.deepcopy(new)
     entries = _entries(old)
     old_body = copy.deepcopy(old) if old is not None else {}
-    old_set = field_set(old_body, sch, containers=True)
-    new_set = field_set(out, sch, containers=True)
+
+    def owned(obj: dict[str, Any]) -> set[Path]:
+        paths = field_set(obj, sch, containers=True)
+        if sub == "status":
+            return {p for p in paths if p[0] == "f:status"}
+        if status_subresource:
+            return {p for p in paths if p[0] != "f:status"}
+        return paths
+
+    old_set = owned(old_body)
+    new_set = owned(out)
 
     def differs(p: Path) -> bool:
         before, after = _lookup(old_body, p), _lookup(out, p)
