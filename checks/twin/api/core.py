@@ -500,7 +500,9 @@ class Api:
                     return created, True
                 base = copy.deepcopy(old)
                 new, conflicts = P.server_side_apply(base, body, manager=field_manager, force=force,
-                                                     schema=P.schema_for(rt.api_version, rt.kind), now=self.now())
+                                                     schema=P.schema_for(rt.api_version, rt.kind), now=self.now(),
+                                                     subresource=subresource,
+                                                     status_subresource="status" in rt.subresources)
                 if conflicts:
                     raise _apply_conflict(rt, name, conflicts)
                 operation = "Apply"
@@ -524,8 +526,8 @@ class Api:
                     else:
                         raise E.unsupported_media_type(patch_type)
                 except P.PatchError as exc:
-                    raise E.ApiError(422 if patch_type == JSON_PATCH else 400,
-                                     "Invalid" if patch_type == JSON_PATCH else "BadRequest", str(exc)) from exc
+                    code = int(getattr(exc, "code", 422 if patch_type == JSON_PATCH else 400))
+                    raise E.ApiError(code, "Invalid" if code == 422 else "BadRequest", str(exc)) from exc
                 operation = "Update"
             new.setdefault("metadata", {})["resourceVersion"] = (
                 (new.get("metadata") or {}).get("resourceVersion") or old["metadata"]["resourceVersion"])
@@ -694,17 +696,13 @@ class Api:
                 pass  # events are best effort, as in client-go
 
 
-def _apply_conflict(rt: ResourceType, name: str, conflicts: list[Any]) -> ApiError:
-    parts = [f'conflict with "{c.manager}"' + (f" using {c.api_version}" if getattr(c, "api_version", "") else "")
-             + f": {c.field}" for c in conflicts]
-    n = len(conflicts)
-    msg = f"Apply failed with {n} conflict{'s' if n != 1 else ''}: " + "\n".join(parts)
-    causes = [{"reason": "FieldManagerConflict", "message": p, "field": c.field}
-              for p, c in zip(parts, conflicts, strict=True)]
-    details: dict[str, Any] = {"name": name, "kind": rt.plural, "causes": causes}
+def _apply_conflict(rt: ResourceType, name: str, conflicts: builtins.list[Any]) -> ApiError:
+    from checks.twin.api import patch as P  # type: ignore[attr-defined,unused-ignore]
+
+    details: dict[str, Any] = {"name": name, "kind": rt.plural, "causes": P.conflict_causes(conflicts)}
     if rt.group:
         details["group"] = rt.group
-    return ApiError(409, "Conflict", msg, details)
+    return ApiError(409, "Conflict", P.conflict_message(conflicts), details)
 
 
 def _body_rv(body: Any) -> str | None:
