@@ -154,7 +154,7 @@ def test_fabric_state_agrees_with_observed() -> None:
     # topo -m reported NV18 between the two GPUs: 18 active links each, P2P over NVLink works.
     assert "NV18" in text
     assert [g.active_nvlinks for g in report.gpus] == [18, 18]
-    assert report.pairs[0].nvlink_p2p == "ok"
+    assert report.pairs[0].nvlink_p2p == "ok" and report.pairs[0].via_switch  # links end at NVSwitches
     # x1: no NVLink and no fabric (nvidia-smi shows Fabric N/A; NVML says NOT_SUPPORTED).
     x1 = load("h100x1").gpus[0]
     assert x1.active_nvlinks == 0 and x1.fabric is not None and x1.fabric.state == "not_supported"
