@@ -25,7 +25,7 @@ import logging
 import re
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,19 +200,10 @@ class Kubelet:
             if st is None or container not in st.containers:
                 return None
             cs = st.containers[container]
-            n = cs.restart_count
-            if cs.current is None and cs.last is not None:
-                n = max(0, cs.restart_count)
-            idx = n - 1 if previous else n
-            if cs.current is None and not previous:
-                idx = cs.restart_count if cs.last is None else self._last_index(cs)
-            if idx < 0:
+            idx = cs.restart_count - (1 if previous else 0)
+            if idx < 0 or not cs.started_once:
                 return None
             return self._pod_dir(st) / "logs" / container / f"{idx}.log"
-
-    @staticmethod
-    def _last_index(cs: _CState) -> int:
-        return int((cs.last or {}).get("_index", cs.restart_count))
 
     def read_log(self, namespace: str, pod: str, container: str, *, previous: bool = False,
                  timestamps: bool = False, tail_lines: int | None = None, since: dt.datetime | None = None,
@@ -223,6 +214,32 @@ class Kubelet:
         lines, _ = read_log(path, timestamps=timestamps, tail_lines=tail_lines, since=since,
                             limit_bytes=limit_bytes)
         return b"".join(lines)
+
+    # G's LogSource protocol (checks.twin.api.server): timestamped lines, the server applies options.
+    def read(self, namespace: str, pod: str, container: str, *, previous: bool) -> bytes | None:
+        path = self.log_path(namespace, pod, container, previous=previous)
+        if path is None:
+            return None
+        lines, _ = read_log(path, timestamps=True)
+        return b"".join(lines)
+
+    def follow(self, namespace: str, pod: str, container: str, *, offset: int) -> Iterator[bytes]:
+        path = self.log_path(namespace, pod, container)
+        if path is None:
+            return
+        sent = offset
+        while not self._stop.is_set():
+            running = self.container_running(namespace, pod, container)
+            lines, _ = read_log(path, timestamps=True)
+            data = b"".join(lines)
+            if len(data) > sent:
+                yield data[sent:]
+                sent = len(data)
+            elif not running:
+                return
+            else:
+                yield b""
+                self._stop.wait(0.2)
 
     def container_running(self, namespace: str, pod: str, container: str) -> bool:
         with self._lock:
@@ -356,8 +373,7 @@ class Kubelet:
         cs.last = {"terminated": {
             "exitCode": code, "reason": "Completed" if code == 0 else "Error",
             "startedAt": rfc3339(c.started_at), "finishedAt": rfc3339(c.finished_at or self._now()),
-            "containerID": c.id}, "exitCode": code, "finishedAt": rfc3339(c.finished_at or self._now()),
-            "_index": cs.restart_count}
+            "containerID": c.id}, "exitCode": code, "finishedAt": rfc3339(c.finished_at or self._now())}
         cs.current = None
 
     def _start(self, st: _PodState, c: dict[str, Any], cs: _CState, *, init: bool) -> None:
@@ -435,7 +451,7 @@ class Kubelet:
         cs.last = {"terminated": {"exitCode": 128, "reason": "StartError", "message": msg,
                                   "startedAt": "1970-01-01T00:00:00Z", "finishedAt": now,
                                   "containerID": "containerd://" + _hexid(st.uid + c["name"] + now)},
-                   "exitCode": 128, "finishedAt": now, "_index": cs.restart_count}
+                   "exitCode": 128, "finishedAt": now}
         cs.current = None
         self._queue.add(st.uid)
 
