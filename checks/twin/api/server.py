@@ -236,6 +236,8 @@ class ApiServer:
         self.stopping = threading.Event()
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self._streams = 0
+        self._streams_cond = threading.Condition()
         self._crd: Any = None
         if crd_controller:
             from checks.twin.api.crds import CrdController
@@ -282,6 +284,8 @@ class ApiServer:
         httpd, self._httpd = self._httpd, None
         if httpd is not None:
             httpd.shutdown()
+            with self._streams_cond:  # let watch/log streams send their final chunk first
+                self._streams_cond.wait_for(lambda: self._streams == 0, timeout=3.0)
             with self._conns_lock:
                 conns = list(self._conns)
             for c in conns:
@@ -412,6 +416,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_bytes(err.code, json.dumps(err.to_status()).encode(), "application/json", headers)
 
     def _start_stream(self, content_type: str) -> None:
+        with self.twin._streams_cond:
+            self.twin._streams += 1
+        self._streaming = True
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         self.send_header("Transfer-Encoding", "chunked")
@@ -433,10 +440,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
         self.close_connection = True
+        if self._streaming:
+            self._streaming = False
+            with self.twin._streams_cond:
+                self.twin._streams -= 1
+                self.twin._streams_cond.notify_all()
 
     # -- dispatch ------------------------------------------------------------------------------------
     def _dispatch(self, method: str) -> None:
         self._warnings: list[str] = []
+        self._streaming = False
         body = b""
         length = int(self.headers.get("Content-Length") or 0)
         if length:
@@ -1061,8 +1074,8 @@ def _line_time(line: bytes) -> dt.datetime | None:
         s = stamp.replace("Z", "+00:00")
         if "." in s:  # Python parses at most microseconds: trim nanoseconds
             head, frac = s.split(".", 1)
-            digits = "".join(ch for ch in frac if ch.isdigit())
-            s = f"{head}.{digits[:6]}{frac[len(digits):]}"
+            n = len(frac) - len(frac.lstrip("0123456789"))
+            s = f"{head}.{frac[:min(n, 6)]}{frac[n:]}"
         return dt.datetime.fromisoformat(s)
     except ValueError:
         return None
