@@ -334,7 +334,8 @@ def test_pod_logs(twin: tuple[ApiServer, Path, MemoryLogs], k8s: client.ApiClien
     assert resp.read().decode() == "two\nthree\n"
 
 
-def test_crd_lifecycle(k8s: client.ApiClient) -> None:
+def test_crd_lifecycle(twin: tuple[ApiServer, Path, MemoryLogs], k8s: client.ApiClient) -> None:
+    srv = twin[0]
     ext = client.ApiextensionsV1Api(k8s)
     crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
            "metadata": {"name": "widgets.example.com"},
@@ -359,11 +360,13 @@ def test_crd_lifecycle(k8s: client.ApiClient) -> None:
                                         "metadata": {"name": "w"}, "spec": {"size": 3}})
     got = co.get_namespaced_custom_object("example.com", "v1", "default", "widgets", "w")
     assert got["spec"] == {"size": 3} and got["metadata"]["generation"] == 1
+    rv = co.list_namespaced_custom_object("example.com", "v1", "default", "widgets")["metadata"]["resourceVersion"]
+    widgets = srv.api.rt("example.com/v1", "Widget")
     ext.delete_custom_resource_definition("widgets.example.com")
-    w = watch.Watch()
-    for ev in w.stream(ext.list_custom_resource_definition, timeout_seconds=5):
-        if ev["type"] == "DELETED":
-            w.stop()
+    w_in = srv.api.watch(widgets, "default", resource_version=rv)  # in-process: the HTTP path is gone with the CRD
+    ev = w_in.next(timeout=5)
+    w_in.stop()
+    assert ev is not None and (ev.type, ev.object["metadata"]["name"]) == ("DELETED", "w")
     with pytest.raises(ApiException) as exc:
         co.get_namespaced_custom_object("example.com", "v1", "default", "widgets", "w")
     assert exc.value.status == 404
