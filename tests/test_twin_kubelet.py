@@ -138,7 +138,8 @@ def test_env_field_refs_and_init_containers(twin: Twin, ns: str) -> None:
     spec = {"restartPolicy": "Never",
             "initContainers": [{"name": "init", "image": "busybox", "command": ["sh", "-c", "echo init-ran"]}],
             "containers": [{"name": "ctr", "image": "busybox", "command": ["sh", "-c",
-                            "echo $MY_POD $MY_NS $MY_NODE $CM $(MY_POD) $(NOT_SET) $HOSTNAME; nvidia-smi -L; echo rc=$?"],
+                            "echo $MY_POD $MY_NS $MY_NODE $CM $(MY_POD) $(NOT_SET) $HOSTNAME; "
+                            "nvidia-smi -L; echo rc=$?"],
                             "env": [{"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                                     {"name": "MY_NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                                     {"name": "MY_NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
@@ -221,7 +222,8 @@ def test_emulated_image_registers_dra_plugin_and_prepared_gpu_is_visible(twin: T
         api.create(PODS, ns, {"metadata": {"name": "user"}, "spec": {
             "nodeName": node, "restartPolicy": "Never",
             "resourceClaims": [{"name": "g", "resourceClaimName": "c1"}],
-            "containers": [{"name": "ctr", "image": "ubuntu", "command": ["bash", "-c", "nvidia-smi -L; echo $NVIDIA_VISIBLE_DEVICES"],
+            "containers": [{"name": "ctr", "image": "ubuntu", "command": ["bash", "-c",
+                                                             "nvidia-smi -L; echo $NVIDIA_VISIBLE_DEVICES"],
                             "resources": {"claims": [{"name": "g"}]}}]}})
         user = api.get(PODS, ns, "user")
         c = api.get(claims, ns, "c1")

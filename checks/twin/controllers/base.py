@@ -57,9 +57,31 @@ class Controller:
         self.queue = WorkQueue(api.monotonic)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._expectations: dict[Any, set[tuple[str, str, str]]] = {}
 
     def sync(self, key: Any) -> None:
         raise NotImplementedError
+
+    # -- expectations (client-go's ControllerExpectations) --------------------------------------------
+    # A controller that just created or deleted pods must not act again on a cache that has not seen those
+    # writes yet, or it would create twice as many pods.
+    def expect(self, key: Any, op: str, ns: str, name: str) -> None:
+        self._expectations.setdefault(key, set()).add((op, ns, name))
+
+    def expectations_met(self, key: Any, informer: Informer) -> bool:
+        pending = self._expectations.get(key)
+        if not pending:
+            return True
+        for op, ns, name in list(pending):
+            obj = informer.get(ns, name)
+            seen = obj is not None if op == "create" else (obj is None or bool(obj["metadata"].get(
+                "deletionTimestamp")))
+            if seen:
+                pending.discard((op, ns, name))
+        if pending:
+            self.queue.add_after(key, 0.05)
+            return False
+        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)

@@ -70,6 +70,8 @@ class ReplicaSetController(Controller):
         rs = self.informers.get(RS).get(ns, name)
         if rs is None or rs["metadata"].get("deletionTimestamp"):
             return
+        if not self.expectations_met(key, self.informers.get(PODS)):
+            return
         pods = [p for p in self.informers.get(PODS).list(ns) if owned_by(p, rs)]
         active = [p for p in pods if pod_active(p)]
         want = int(rs["spec"].get("replicas", 1))
@@ -77,6 +79,7 @@ class ReplicaSetController(Controller):
             for _ in range(want - len(active)):
                 pod = pod_from_template(rs, rs["spec"]["template"], generate_name=f"{name}-")
                 created = self.api.create(PODS, ns, pod)
+                self.expect(key, "create", ns, created["metadata"]["name"])
                 self.api.record_event(rs, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
                                       component="replicaset-controller")
         elif len(active) > want:
@@ -84,6 +87,7 @@ class ReplicaSetController(Controller):
             victims = sorted(active, key=lambda p: (pod_ready(p), p["metadata"]["creationTimestamp"]),
                              reverse=False)[: len(active) - want]
             for p in victims:
+                self.expect(key, "delete", ns, p["metadata"]["name"])
                 try:
                     self.api.delete(PODS, ns, p["metadata"]["name"])
                 except ApiError as exc:
@@ -336,6 +340,8 @@ class DaemonSetController(Controller):
         h = template_hash(template)
         gen = str(ds["metadata"].get("generation", 1))
         self._revision(ds, template, h)
+        if not self.expectations_met(key, self.informers.get(PODS)):
+            return
         pods = [p for p in self.informers.get(PODS).list(ns) if owned_by(p, ds)]
         nodes = self.informers.get(NODES).list()
         ru = (ds["spec"].get("updateStrategy") or {})
@@ -404,10 +410,14 @@ class DaemonSetController(Controller):
             if t not in tols:
                 tols.append(dict(t))
         created = self.api.create(PODS, ds["metadata"]["namespace"], pod)
+        self.expect((ds["metadata"]["namespace"], ds["metadata"]["name"]), "create", ds["metadata"]["namespace"],
+                    created["metadata"]["name"])
         self.api.record_event(ds, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
                               component="daemonset-controller")
 
     def _delete(self, ds: Obj, p: Obj) -> None:
+        self.expect((ds["metadata"]["namespace"], ds["metadata"]["name"]), "delete", p["metadata"]["namespace"],
+                    p["metadata"]["name"])
         try:
             self.api.delete(PODS, p["metadata"]["namespace"], p["metadata"]["name"])
         except ApiError as exc:
@@ -478,6 +488,8 @@ class JobController(Controller):
         conds = status.get("conditions") or []
         if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conds):
             return
+        if not self.expectations_met(key, self.informers.get(PODS)):
+            return
         pods = [p for p in self.informers.get(PODS).list(ns) if owned_by(p, job)
                 and match_selector(spec.get("selector"), p["metadata"].get("labels"))]
         succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
@@ -499,6 +511,7 @@ class JobController(Controller):
             for _ in range(max(0, min(parallelism - len(active), remaining))):
                 pod = pod_from_template(job, spec["template"], generate_name=f"{name}-")
                 created = self.api.create(PODS, ns, pod)
+                self.expect(key, "create", ns, created["metadata"]["name"])
                 active.append(created)
                 self.api.record_event(job, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}",
                                       component="job-controller")
