@@ -250,3 +250,14 @@ def test_emulated_image_registers_dra_plugin_and_prepared_gpu_is_visible(twin: T
         assert log == b"" or b"bye" in log
     finally:
         unregister_emulated_image("example.com/test-driver")
+
+
+def test_args_only_replace_the_image_cmd_like_kubectl_run(twin: Twin, ns: str) -> None:
+    """``kubectl run t --image=busybox -- sh -c ...`` sets only ``args``: they replace the image's CMD."""
+    api = twin.api
+    api.create(PODS, ns, {"metadata": {"name": "args"}, "spec": {"restartPolicy": "Never", "containers": [
+        {"name": "ctr", "image": "busybox", "args": ["sh", "-c", "echo from-args"]}]}})
+    p = wait_for(api, PODS, ns, "args", lambda p: (p or {}).get("status", {}).get("phase") in ("Succeeded", "Failed"),
+                 what="finished")
+    assert p is not None and p["status"]["phase"] == "Succeeded"
+    assert b"from-args" in (twin.kubelets[p["spec"]["nodeName"]].read(ns, "args", "ctr", previous=False) or b"")

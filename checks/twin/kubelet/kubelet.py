@@ -858,18 +858,12 @@ def _expand(s: str, env: dict[str, str]) -> str:
 
 
 def _expand_argv(c: dict[str, Any], env: dict[str, str]) -> list[str] | None:
-    cmd = c.get("command")
-    args = c.get("args")
-    if not cmd:
-        default = tools.image_default_argv(str(c.get("image", "")))
-        if args:
-            cmd = (default or [])[:1] if default and default[0] in ("sh", "/bin/sh", "bash", "/bin/bash",
-                                                                    "python3") else []
-        else:
-            cmd = default or []
-            args = []
-    argv = [_expand(str(a), env) for a in list(cmd) + list(args or [])]
-    return argv or None
+    """command + args as the runtime execs them. The images the twin knows have no ENTRYPOINT (only a CMD,
+    see ``tools.IMAGE_DEFAULTS``), so ``args`` alone replace the CMD and ``command`` replaces both."""
+    cmd = list(c.get("command") or [])
+    args = list(c.get("args") or [])
+    argv = cmd + args if (cmd or args) else (tools.image_default_argv(str(c.get("image", ""))) or [])
+    return [_expand(str(a), env) for a in argv] or None
 
 
 def _hexid(s: str) -> str:
