@@ -222,3 +222,55 @@ def test_every_mig_device_name_round_trips_through_the_oracle(key: str) -> None:
     for d in devs:
         parsed = mig.parse_device_name(d["name"])
         assert parsed.profile(geo).name == d["attributes"]["profile"]["string"]
+
+
+def _fits_counters(counter_set: dict[str, Any], devices: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Counters that the devices together over-consume: name → (consumed, available)."""
+    def qty(text: str) -> int:
+        for suffix, base in (("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+            if text.endswith(suffix):
+                return int(text[: -len(suffix)]) * base
+        return int(text)
+
+    used: dict[str, int] = {}
+    for d in devices:
+        for c in d["consumesCounters"][0]["counters"].items():
+            used[c[0]] = used.get(c[0], 0) + qty(c[1]["value"])
+    avail = {k: qty(v["value"]) for k, v in counter_set["counters"].items()}
+    return {k: (v, avail.get(k, 0)) for k, v in used.items() if v > avail.get(k, 0)}
+
+
+@pytest.mark.parametrize("key", sorted(g.key for g in mig.known_gpus()))
+def test_seven_1g_devices_fit_the_counters_on_every_mig_gpu(key: str) -> None:
+    """The oracle packs 7×1g on every MIG GPU, so the published counters must allow it — including B200,
+    whose 3g/4g/7g engine counts are not captured (``engines_known=False``) and would otherwise cap JPEG at 2."""
+    geo = mig.gpu(key)
+    g = GpuFacts(minor=0, index=0, uuid="GPU-x", product_name=geo.names[0], brand="Nvidia",
+                 architecture=geo.architecture, cuda_compute_capability=geo.compute_capability,
+                 driver_version="580.159.04", cuda_driver_version="13.0", pci_bus_id="0000:00:06.0",
+                 pcie_root=None, numa_node=0, memory_bytes=None, mig=geo, mig_enabled=True)
+    pub = publish("n", [g], {"DynamicMIG": True}, 36)
+    one_g = min(geo.profiles, key=lambda p: (p.compute_slices, p.memory_slices, p.media_extension))
+    prefix = f"gpu-0-mig-{mig.profile_slug(one_g.name)}-{one_g.nvml_id}-"
+    sevens = [d for d in pub.devices() if str(d["name"]).startswith(prefix)]
+    assert len(sevens) == len(one_g.starts) == 7
+    assert _fits_counters(pub.specs[0]["sharedCounters"][0], sevens) == {}
+    # And the full GPU still consumes everything: one more 1g never fits beside it.
+    full = [d for d in pub.devices() if d["name"] == "gpu-0"]
+    if full:
+        assert _fits_counters(pub.specs[0]["sharedCounters"][0], full) == {}
+        assert _fits_counters(pub.specs[0]["sharedCounters"][0], full + sevens[:1]) != {}
+
+
+def test_engine_totals_use_the_7g_values_where_captured_and_packing_where_not() -> None:
+    from checks.driver.slices import max_dimensions, profile_dimensions
+
+    h = mig.gpu("NVIDIA H100 80GB HBM3")
+    seven_g = next(p for p in h.profiles if p.compute_slices == 7)
+    assert max_dimensions(h)["jpegEngines"] == profile_dimensions(seven_g)["jpegEngines"]
+    b = mig.gpu("NVIDIA B200")
+    assert not all(p.engines_known for p in b.profiles)
+    one_g = b.profile("1g.23gb")
+    dims = max_dimensions(b)
+    assert dims["jpegEngines"] == one_g.engines.jpeg * one_g.max_instances == 7
+    assert dims["copyEngines"] == one_g.engines.ce * one_g.max_instances

@@ -199,12 +199,31 @@ def profile_dimensions(p: Profile) -> dict[str, int]:
     }
 
 
+ENGINE_DIMENSIONS: Final = ("copyEngines", "decoders", "encoders", "jpegEngines", "ofaEngines")
+"""Capacity dimensions that come from a profile's engine counts (``Profile.engines``)."""
+
+
 def max_dimensions(geo: GpuGeometry) -> dict[str, int]:
-    """Per-dimension maximum over all profiles: the full GPU's capacity under DynamicMIG (§4.4)."""
+    """Per-dimension maximum over all profiles: the full GPU's capacity under DynamicMIG (§4.4).
+
+    The real plugin reads every profile's engines from NVML, so the maximum is the 7g (whole-GPU) value. Where
+    our geometry data has no engine capture for some profile (``engines_known=False``: B200 3g/4g/7g) the
+    maximum over the *known* profiles would be too small — on B200 the 2g's 2 JPEG units, so only two 1g
+    devices would fit the counters although the GPU holds seven. For engine dimensions we therefore take the
+    per-GPU total a known profile implies when packed to its ``max_instances`` (7×1g: 7 JPEG, 14 CE), which
+    is a lower bound of the real whole-GPU value and lets every placement the oracle allows fit the counters.
+    """
     out: dict[str, int] = {}
     for p in geo.profiles:
         for k, v in profile_dimensions(p).items():
             out[k] = max(out.get(k, 0), v)
+    if not all(p.engines_known for p in geo.profiles):
+        for p in geo.profiles:
+            if not p.engines_known:
+                continue
+            dims = profile_dimensions(p)
+            for k in ENGINE_DIMENSIONS:
+                out[k] = max(out[k], dims[k] * p.max_instances)
     return out
 
 
