@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 from checks.errors import UsageError
-from checks.twin.api import discovery, openapi
+from checks.twin.api import discovery, openapi, protobuf
 from checks.twin.api import errors as E
 from checks.twin.api.core import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_PATCH, Api, rfc3339
 from checks.twin.api.errors import ApiError
@@ -566,10 +566,17 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if ctype in ("application/yaml", APPLY_PATCH) or (patch_type == APPLY_PATCH):
                 return yaml.safe_load(body)
-            if ctype == "application/vnd.kubernetes.protobuf" or ctype == "application/cbor":
+            if ctype == "application/vnd.kubernetes.protobuf":
+                try:
+                    return protobuf.decode(body)
+                except protobuf.ProtobufError as exc:
+                    raise E.ApiError(415, "UnsupportedMediaType",
+                                     f"the body of the request was in an unknown format - accepted media types "
+                                     f"include: application/json, application/yaml ({exc})") from exc
+            if ctype == "application/cbor":
                 raise E.ApiError(415, "UnsupportedMediaType",
-                                 f"the body of the request was in an unknown format - accepted media types "
-                                 f"include: application/json, application/yaml (got {ctype})")
+                                 "the body of the request was in an unknown format - accepted media types "
+                                 "include: application/json, application/yaml")
             return json.loads(body)
         except (ValueError, yaml.YAMLError) as exc:
             raise E.bad_request(f"the object provided is unrecognized or malformed: {exc}") from exc
