@@ -1,0 +1,69 @@
+"""Stress: N pods share one ResourceClaim, M iterations (upstream test_gpu_stress.bats ST1).
+
+Stronger than upstream (which checked only ``stress-pod-1``'s log): every pod must print the claim's one UUID,
+``reservedFor`` must list exactly the N pods, and each pod's created→scheduled→running→ready times are taken
+from watch events (:class:`checks.kube.wait.PodTimeline`) into ``results.json`` — with exactly N×M samples.
+No fixed delay between iterations: the next starts once the previous claim is gone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from checks.kube import wait as W
+from checks.suite import helpers as H
+from checks.suite import manifests as M
+from checks.suite.context import CheckContext, gpu_uuids
+from checks.suite.plugin import Suite
+
+pytestmark = [pytest.mark.stress, pytest.mark.fastfeedback]
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]}
+
+
+def test_shared_claim_many_pods(ctx: CheckContext, suite: Suite) -> None:
+    """ST1 ``GPUs: shared RC across N pods, M repetitions``."""
+    n, m = suite.settings.stress_pods, suite.settings.stress_iterations
+    samples: list[W.PodTimelineSample] = []
+    uuids_per_iteration: list[str] = []
+    for it in range(m):
+        labels = {**ctx.labels, "test": "stress-shared", "iteration": str(it)}
+        timeline = W.PodTimeline()
+        ctx.apply(M.claim("rc-shared-gpu", labels, M.claim_spec([M.request("gpu")])))
+        ctx.apply(*[M.pod(f"stress-pod-{i}", labels, [M.container(claims=["gpu"])],
+                          claims={"gpu": ("claim", "rc-shared-gpu")}, restart_policy="Never", grace_s=5)
+                    for i in range(1, n + 1)])
+        ctx.claim_allocated("rc-shared-gpu", timeout=120)
+        pods = W.wait_pods_ready(ctx.cluster, ctx.namespace, f"test=stress-shared,iteration={it}", count=n,
+                                 timeout=ctx.timeout(180), options=W.WaitOptions(observe=timeline.observe))
+        assert len(pods) == n and all((p.get("status") or {}).get("phase") == "Running" for p in pods)
+        claim = ctx.get("resourceclaims", "rc-shared-gpu")
+        assert H.reserved_uids(claim) == {p["metadata"]["uid"] for p in pods}
+        (res,) = H.allocation_results(claim)
+        dev = H.find_device(ctx.gpu_devices(), res)
+        assert dev is not None
+        outs = [gpu_uuids(ctx.logs(p["metadata"]["name"])) for p in pods]
+        bad = {p["metadata"]["name"]: o for p, o in zip(pods, outs, strict=True) if o != [H.attr(dev, "uuid")]}
+        assert not bad, f"iteration {it}: pods did not see {H.attr(dev, 'uuid')}: {bad}"
+        uuids_per_iteration.append(str(H.attr(dev, "uuid")))
+        mine = [s for s in timeline.samples() if s.uid in {p["metadata"]["uid"] for p in pods}]
+        samples += mine
+        for p in pods:
+            ctx.delete("pods", p["metadata"]["name"], wait=False)
+        ctx.delete("resourceclaims", "rc-shared-gpu", wait=False)
+        ctx.gone("pods", label_selector=f"iteration={it}", timeout=90)
+        ctx.gone("resourceclaims", "rc-shared-gpu", timeout=90)
+    timings: list[dict[str, Any]] = [
+        {"pod": s.name, "uid": s.uid, "scheduled_s": s.to_scheduled_s, "running_s": s.to_running_s,
+         "ready_s": s.to_ready_s} for s in samples]
+    ctx.record["timings"] = timings
+    ctx.record["pods"], ctx.record["iterations"], ctx.record["uuids"] = n, m, uuids_per_iteration
+    assert len(samples) == n * m, f"{len(samples)} timeline samples for {n}×{m} pods"
+    incomplete = [t["pod"] for t in timings if None in (t["scheduled_s"], t["running_s"], t["ready_s"])]
+    assert not incomplete, f"milestones missing for {incomplete}"
+    ctx.record["summary"] = {k: _stats([float(t[k]) for t in timings]) for k in ("scheduled_s", "running_s", "ready_s")}
