@@ -418,8 +418,8 @@ def test_validating_webhook(twin: tuple[ApiServer, Path, MemoryLogs], k8s: clien
                                                                      "labels": {"guarded": "1", "deny": "true"}}})
         body = json.loads(exc.value.body)
         assert exc.value.status == 403 and body["reason"] == "Invalid"
-        assert body["message"] == ('admission webhook "guard.example.com" denied the request: '
-                                   '1 configs failed to validate: nope')
+        assert body["message"] == ('configmaps "bad" is forbidden: admission webhook "guard.example.com" denied '
+                                   'the request: 1 configs failed to validate: nope')
         adm.resolver = WebhookAdmission(srv.api).resolver  # no endpoints any more
         with pytest.raises(ApiException) as exc:
             v1.create_namespaced_config_map("default", {"metadata": {"name": "x", "labels": {"guarded": "1"}}})

@@ -168,6 +168,8 @@ class WebhookAdmission:
         code = int(result.get("code") or 0)
         if code < 400:
             code = 403
+        # As the apiserver's webhook ToStatusErr words it (kubernetes-dra.md/nvidia-dra-driver.md §5.4):
+        # '<resource>.<group> "<name>" is forbidden: admission webhook "<w>" denied the request: <message>'.
         denied = f'admission webhook "{name}" denied the request'
         if result.get("message"):
             msg = f"{denied}: {result['message']}"
@@ -175,7 +177,15 @@ class WebhookAdmission:
             msg = f"{denied}: {result['reason']}"
         else:
             msg = f"{denied} without explanation"
-        raise ApiError(code, str(result.get("reason") or ""), msg, dict(result.get("details") or {}))
+        obj_name = req.name or "Unknown"
+        gr = req.rt.plural + (f".{req.rt.group}" if req.rt.group else "")
+        prefix = "Internal error occurred" if code == 500 else f'{gr} "{obj_name}" is forbidden'
+        details = dict(result.get("details") or {})
+        if not details:
+            details = ({"causes": [{"message": msg}]} if code == 500 else
+                       {"group": req.rt.group, "kind": req.rt.plural, "name": obj_name})
+        reason = str(result.get("reason") or ("InternalError" if code == 500 else "Forbidden"))
+        raise ApiError(code, reason, f"{prefix}: {msg}", details)
 
     def _display_url(self, cc: Obj, timeout: int) -> str:
         if cc.get("url"):
