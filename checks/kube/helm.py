@@ -103,7 +103,8 @@ def release_status(cluster: Cluster, release: str, namespace: str) -> ReleaseSta
 
 def _helm_list(cluster: Cluster, namespace: str, pattern: str, selector: str | None = None
                ) -> list[dict[str, Any]]:
-    args = ["list", "--namespace", namespace, "--all", "--output", "json", "--filter", pattern]
+    # helm v4 lists releases in every status by default and no longer has --all (v3 needed it).
+    args = ["list", "--namespace", namespace, "--output", "json", "--filter", pattern]
     if selector:
         args += ["--selector", selector]
     proc = cluster.helm(*args, timeout=120)
