@@ -49,6 +49,8 @@ class TwinOptions:
     """Serve HTTPS (off for in-process-only tests; then there is no kubeconfig)."""
     lease_interval_s: float = 10.0
     """Node Lease renewal period."""
+    mig_enabled: bool | tuple[int, ...] = False
+    """MIG mode of the node's GPUs (all, or these indices) as the emulated NVIDIA driver sees them."""
 
 
 class _Logs:
@@ -156,6 +158,7 @@ class Twin:
                           lease_interval_s=self.options.lease_interval_s)
         agent.start()
         self._agents.append(agent)
+        self._register_nvidia(name)
         kcfg = self.options.kubelet
         if self.server is not None:
             kcfg = KubeletConfig(**{**kcfg.__dict__, "api_port": self.server.port})
@@ -164,6 +167,14 @@ class Twin:
                           pod_cidr_prefix="10.244.0", api_client_factory=factory)
         kubelet.start()
         self.kubelets[name] = kubelet
+
+    def _register_nvidia(self, node: str) -> None:
+        """Let the kubelet run the driver image's emulated binaries and tell them the node's virtual GPUs."""
+        from checks.twin.nvidia import binaries
+        from checks.twin.nvidia.hardware import virtual_gpus
+
+        binaries.register()
+        binaries.set_node_gpus(node, virtual_gpus(self.instance, mig_enabled=self.options.mig_enabled))
 
     def _optional_components(self) -> list[Any]:
         """The scheduler and the resourceclaim controller, when their modules exist (engineer E's)."""

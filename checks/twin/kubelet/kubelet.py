@@ -68,6 +68,10 @@ class KubeletConfig:
     """KUBERNETES_SERVICE_HOST given to containers."""
     api_port: int = 443
     """KUBERNETES_SERVICE_PORT given to containers (the twin's HTTPS port once known)."""
+    dra_wipe_delay_s: float = 30.0
+    """How long after a DRA plugin deregisters the kubelet deletes that driver's ResourceSlices of the node
+    unless the plugin registers again (kubelet's DRA plugin manager wiping delay: a rolling plugin update keeps
+    its slices, an uninstall removes them; kubernetes-dra.md §1.5)."""
 
 
 @dataclass
@@ -129,6 +133,7 @@ class Kubelet:
         self._by_key: dict[tuple[str, str], str] = {}
         self._lock = threading.RLock()
         self._plugins: dict[str, tuple[DraPlugin, object | None]] = {}
+        self._registrations: dict[str, int] = {}
         self._claim_refs: dict[str, set[str]] = {}
         self._claim_results: dict[str, PrepareResult] = {}
         self._queue = WorkQueue(api.monotonic)
@@ -146,6 +151,7 @@ class Kubelet:
     def register_dra_plugin(self, driver: str, plugin: DraPlugin, *, owner: object | None = None) -> None:
         with self._lock:
             self._plugins[driver] = (plugin, owner)
+            self._registrations[driver] = self._registrations.get(driver, 0) + 1
         for uid in list(self._pods):
             self._queue.add(uid)
 
@@ -154,6 +160,22 @@ class Kubelet:
             cur = self._plugins.get(driver)
             if cur is not None and (owner is None or cur[1] is owner):
                 del self._plugins[driver]
+                generation = self._registrations.get(driver, 0)
+                threading.Thread(target=self._wipe_slices, args=(driver, generation), daemon=True,
+                                 name=f"kubelet-wipe-{driver}").start()
+
+    def _wipe_slices(self, driver: str, generation: int) -> None:
+        """Delete ``driver``'s slices of this node once the wiping delay passed without a new registration."""
+        if self._stop.wait(self.config.dra_wipe_delay_s):
+            return
+        with self._lock:
+            if driver in self._plugins or self._registrations.get(driver, 0) != generation:
+                return
+        try:
+            self.api.delete_collection(core("resourceslices"), None,
+                                       field_selector=f"spec.nodeName={self._node},spec.driver={driver}")
+        except ApiError as exc:
+            log.warning("wiping ResourceSlices of %s on %s: %s", driver, self._node, exc.message)
 
     def dra_plugin(self, driver: str) -> DraPlugin | None:
         with self._lock:
@@ -436,9 +458,9 @@ class Kubelet:
     def _on_exit(self, uid: str, c: Container) -> None:
         if c.context is not None:
             with self._lock:
-                for drv, (_p, owner) in list(self._plugins.items()):
-                    if owner is c.context:
-                        del self._plugins[drv]
+                gone = [drv for drv, (_p, owner) in self._plugins.items() if owner is c.context]
+            for drv in gone:
+                self.unregister_dra_plugin(drv, owner=c.context)
         self._queue.add(uid)
 
     def _start_failed(self, st: _PodState, c: dict[str, Any], cs: _CState, why: str) -> None:

@@ -11,7 +11,7 @@ plausible choices, listed in the twin's fidelity notes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from checks.catalog import Instance
@@ -45,18 +45,20 @@ def _brand(model: str) -> str:
 def virtual_gpus(
     instance: Instance,
     *,
-    mig_enabled: bool = False,
+    mig_enabled: bool | Collection[int] = False,
     static_mig: Sequence[Sequence[tuple[str, int]]] = (),
 ) -> list[GpuFacts]:
     """The GPUs a twin node of ``instance`` has, in NVML index order.
 
-    ``mig_enabled`` sets MIG mode on every MIG-capable GPU (Ampere needs it before DynamicMIG, §4.5);
+    ``mig_enabled`` sets MIG mode on every MIG-capable GPU (True) or on the GPUs whose indices it lists
+    (Ampere needs MIG mode before DynamicMIG, §4.5, and operators often enable it on one GPU only);
     ``static_mig[i]`` lists ``(profile, start)`` MIG devices that already exist on GPU ``i``.
     """
     g = instance.gpu
     geo = mig_gpu(g.mig_geometry) if g.mig_capable and g.mig_geometry else None
     arm = instance.host.cpu_arch == "arm64"
     out: list[GpuFacts] = []
+    enabled = set(range(g.count)) if mig_enabled is True else set() if mig_enabled is False else set(mig_enabled)
     for i in range(g.count):
         parent = gpu_uuid(instance.instance_type, i)
         statics: list[StaticMigDevice] = []
@@ -82,7 +84,7 @@ def virtual_gpus(
                 memory_bytes=g.memory_mib * 2**20,
                 addressing_mode="ATS" if arm else "HMM",
                 mig=geo,
-                mig_enabled=bool(geo is not None and (mig_enabled or statics)),
+                mig_enabled=bool(geo is not None and (i in enabled or statics)),
                 static_mig=tuple(statics),
             )
         )

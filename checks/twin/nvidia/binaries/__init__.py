@@ -12,6 +12,7 @@ compute-domain-controller and webhook start, validate gates, log the startup blo
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from typing import Any, cast
@@ -71,8 +72,12 @@ def _start(ctx: ContainerContext, component: str) -> tuple[dict[str, bool], int]
 
 
 def _write(ctx: ContainerContext, lines: Sequence[logs.LogLine], verbosity: int) -> None:
+    if ctx.killed.is_set():
+        return
     for line in logs.emit(lines, verbosity, now()):
-        (ctx.stderr if line[0] in "WE" else ctx.stdout).write(line + "\n")
+        # A container log closed under us (twin stopping, SIGKILL) must not turn a clean exit into a crash.
+        with contextlib.suppress(ValueError):
+            (ctx.stderr if line[0] in "WE" else ctx.stdout).write(line + "\n")
 
 
 def _kubernetes_version(client: Any) -> str:
@@ -101,6 +106,16 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         version = _kubernetes_version(api_client)
         gpus = node_gpus(node)
         bodies, lines = slice_bodies(node, node_uid, gpus, gates, version)
+
+        def read_claim(namespace: str, name: str) -> dict[str, Any]:
+            obj = resource.read_namespaced_resource_claim(name, namespace)
+            return dict(api_client.sanitize_for_serialization(obj))
+
+        plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim,
+                           log=lambda line: _write(ctx, [line], verbosity))
+        # Like the real driver (kubeletplugin.Start, then PublishResources): register with the kubelet first,
+        # so the kubelet's slice wiping after the previous instance deregistered cannot hit the new slices.
+        ctx.register_dra_plugin(names.GPU_DRIVER, plugin)
         existing = api_client.sanitize_for_serialization(
             resource.list_resource_slice(field_selector=f"spec.nodeName={node}")
         )
@@ -110,14 +125,6 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         for body in bodies:
             resource.create_resource_slice(cast(Any, body))
         _write(ctx, lines, verbosity)
-
-        def read_claim(namespace: str, name: str) -> dict[str, Any]:
-            obj = resource.read_namespaced_resource_claim(name, namespace)
-            return dict(api_client.sanitize_for_serialization(obj))
-
-        plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim,
-                           log=lambda line: _write(ctx, [line], verbosity))
-        ctx.register_dra_plugin(names.GPU_DRIVER, plugin)
         ctx.stop.wait()
         _write(ctx, [logs.shutdown()], verbosity)
         return 0
