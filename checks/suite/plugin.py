@@ -15,6 +15,7 @@ What it adds to plain pytest, each because the upstream bats suite lacked it:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -320,8 +321,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_runtest_setup(item: pytest.Item) -> None:
     suite = suite_of(item.config)
     res = suite.result(item.nodeid)
-    res.driver_config = config_of(item).key
-    reason = C.why_not(needs_of(item), suite.caps())
+    cfg = config_of(item)
+    res.driver_config = cfg.key
+    caps = suite.caps()
+    if suite.install.current != cfg:
+        # Live facts describe the configuration installed now, not the one this check gets (e.g. no DynamicMIG
+        # partitions under the default configuration): decide from the instance alone here; the _dra_driver
+        # fixture decides again with live facts once the check's configuration is installed.
+        caps = dataclasses.replace(caps, live=C.LiveFacts())
+    reason = C.why_not(needs_of(item), caps)
     if reason is not None:
         pytest.skip(reason)
 

@@ -88,6 +88,9 @@ def node_object(instance: InstanceLike, spec: NodeSpec, *, kube_version: str = "
         "nvidia.com/gpu.present": "true",
         "nvidia.com/gpu.count": str(instance.gpu.count),
         "nvidia.com/gpu.product": instance.gpu.model.replace(" ", "-"),
+        # The suite skips checks that run real CUDA code on nodes declaring emulated GPUs (checks/suite/plugin.py
+        # EMULATED_LABEL); a real node never carries this label.
+        "dra-lab.io/emulated-gpus": "true",
     }
     cond = [
         ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
