@@ -131,6 +131,7 @@ class Kubelet:
         self.runtime = Runtime(self._now)
         self._pods: dict[str, _PodState] = {}
         self._by_key: dict[tuple[str, str], str] = {}
+        self._uid_key: dict[str, tuple[str, str]] = {}
         self._lock = threading.RLock()
         self._plugins: dict[str, tuple[DraPlugin, object | None]] = {}
         self._registrations: dict[str, int] = {}
@@ -198,6 +199,9 @@ class Kubelet:
 
     def _on_pod(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         uid = str(obj["metadata"].get("uid", ""))
+        m = obj["metadata"]
+        with self._lock:
+            self._uid_key[uid] = (str(m.get("namespace", "")), str(m["name"]))
         self._queue.add(uid)
 
     def _work(self) -> None:
@@ -279,8 +283,9 @@ class Kubelet:
         with self._lock:
             st = self._pods.get(uid)
         if st is None:
-            pod = next((p for p in self._informer.list() if p["metadata"].get("uid") == uid), None)
-            if pod is None:
+            ref = self._uid_key.get(uid)
+            pod = self._informer.get(*ref) if ref else None
+            if pod is None or pod["metadata"].get("uid") != uid:
                 return
             st = _PodState(uid=uid, ns=pod["metadata"]["namespace"], name=pod["metadata"]["name"], pod=pod)
             with self._lock:
@@ -521,6 +526,7 @@ class Kubelet:
                     raise
         st.removed = True
         with self._lock:
+            self._uid_key.pop(st.uid, None)
             self._pods.pop(st.uid, None)
             if self._by_key.get((st.ns, st.name)) == st.uid:
                 self._by_key.pop((st.ns, st.name), None)
