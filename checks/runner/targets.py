@@ -80,11 +80,12 @@ def open_target(*, kubeconfig: Path | None = None, context: str | None = None, t
         return
     inst_obj = load_instance(twin or instance or "gpu_1x_a10")
     from checks.twin.cluster import Twin
+    from checks.twin.cluster import TwinOptions as TwinBuild
     from checks.twin.nvidia import chart_path  # type: ignore[attr-defined,unused-ignore]
 
     opts = twin_options or TwinOptions()
     tw = Twin(inst_obj.instance_type, kube_version=opts.kube_version, run_dir=run_dir, port=opts.port,
-              mig_enabled=opts.mig_enabled)
+              options=TwinBuild(mig_enabled=opts.mig_enabled))
     tw.start()
     try:
         yield Target(Path(tw.kubeconfig), None, inst_obj.instance_type, chart=str(chart_path()), is_twin=True,
