@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -215,8 +215,8 @@ def test_dynmig_simple_and_multiple_mig_show_parent_and_mig_lines(which: str, re
                             "--timeout=30s", timeout=60)
         env.apply(ns, "gpu-multiple-mig.yaml")
         env.wait_ready(ns, "pod-2mig")
-        p0, m0 = _mig_pair(env.logs(ns, "pod-2mig", "ctr0"))
-        p1, m1 = _mig_pair(env.logs(ns, "pod-2mig", "ctr1"))
+        _p0, m0 = _mig_pair(env.logs(ns, "pod-2mig", "ctr0"))
+        _p1, m1 = _mig_pair(env.logs(ns, "pod-2mig", "ctr1"))
         assert m0.split("UUID: ")[1] != m1.split("UUID: ")[1]
         env.delete_ns(ns)
     finally:
@@ -252,7 +252,7 @@ def test_a100_dynamic_mig_placements_and_fragmentation_match_the_oracle(a100: En
     env.cluster.kubectl("apply", "-n", ns, "-f", "-", input_text=yaml.safe_dump_all(docs))
     src = source_for(env.cluster, "resourceclaims", ns)
 
-    def allocated(state: dict[str, dict[str, Any]]) -> bool:
+    def allocated(state: Mapping[str, dict[str, Any]]) -> bool:
         return sum(1 for c in state.values() if (c.get("status") or {}).get("allocation")) >= 7
 
     state = wait_until(src, allocated, timeout=30, what="7 of 8 1g.5gb claims allocated")
@@ -274,7 +274,7 @@ def test_a100_dynamic_mig_placements_and_fragmentation_match_the_oracle(a100: En
 
     # Free everything except the claims on placements 1 and 5.
     keep = {n for n, d in devices.items() if mig.parse_device_name(d).start in (1, 5)}
-    for n in sorted(set(devices) - keep) + [left]:
+    for n in [*sorted(set(devices) - keep), left]:
         env.cluster.kubectl("delete", "pod", "-n", ns, f"p{n[1:]}", "--wait=true", "--timeout=30s")
         env.cluster.kubectl("delete", "resourceclaim", "-n", ns, n, "--wait=true", "--timeout=30s")
     oracle = mig.fits(geo, "3g.20gb", [mig.Placement("1g.5gb", 1), mig.Placement("1g.5gb", 5)])

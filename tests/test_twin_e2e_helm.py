@@ -9,7 +9,7 @@ split slices) → back → a forbidden gate combination (real error, exit 1, Cra
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def wait_slices(cluster: Cluster, count: int, what: str, pred: Any = None) -> li
     """Wait (watch-based) until the GPU driver's slices number ``count`` (and satisfy ``pred``)."""
     src = source_for(cluster, "resourceslices", None, field_selector=f"spec.driver={names.GPU_DRIVER}")
 
-    def done(state: dict[str, dict[str, Any]]) -> bool:
+    def done(state: Mapping[str, dict[str, Any]]) -> bool:
         items = sorted(state.values(), key=lambda x: str(x["metadata"]["name"]))
         return len(items) == count and (pred is None or bool(pred(items)))
 
@@ -88,7 +88,7 @@ def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, Clu
     assert re.fullmatch(rf"00000-gpu\.nvidia\.com-{node}-[a-z0-9]{{5}}", s["metadata"]["name"])
     (owner,) = s["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("Node", node, True)
-    node_uid = cluster.core.read_node(node).metadata.uid
+    node_uid = cluster.api_client.sanitize_for_serialization(cluster.core.read_node(node))["metadata"]["uid"]
     assert owner["uid"] == node_uid
     assert s["spec"]["pool"] == {"name": node, "generation": 1, "resourceSliceCount": 1}
     assert (s["spec"]["driver"], s["spec"]["nodeName"]) == ("gpu.nvidia.com", node)
