@@ -149,6 +149,22 @@ def _idle(component: str) -> EmulatedProgram:
     return run
 
 
+def run_controller(ctx: ContainerContext) -> int:
+    """``compute-domain-controller``: gates, startup block, then leader election through a Lease (§8)."""
+    from checks.twin.nvidia.binaries.controller import ElectionConfig, run_election
+
+    started = _start(ctx, names.BIN_CONTROLLER)
+    if isinstance(started, int):
+        return started
+    _, verbosity = started
+    try:
+        cfg = ElectionConfig.from_env(ctx.env)
+    except ValueError as exc:
+        ctx.stderr.write(f"Error: {exc}\n")
+        return 1
+    return run_election(ctx, cfg, lambda lines: _write(ctx, lines, verbosity))
+
+
 def _prestart(ctx: ContainerContext) -> int:
     """``kubelet-plugin-prestart.sh``: succeeds when the node has a driver (``nvidia-smi --version`` works)."""
     if not node_gpus(ctx.env.get("NODE_NAME") or ctx.node_name):
@@ -161,7 +177,7 @@ def _prestart(ctx: ContainerContext) -> int:
 PROGRAMS: dict[str, EmulatedProgram] = {
     names.BIN_GPU_PLUGIN: run_gpu_plugin,
     names.BIN_CD_PLUGIN: _idle(names.BIN_CD_PLUGIN),
-    names.BIN_CONTROLLER: _idle(names.BIN_CONTROLLER),
+    names.BIN_CONTROLLER: run_controller,
     names.BIN_WEBHOOK: _idle(names.BIN_WEBHOOK),
     "kubelet-plugin-prestart.sh": _prestart,
 }
@@ -182,4 +198,4 @@ def register() -> None:
     register_emulated_image(names.IMAGE_REPOSITORY, resolve)
 
 
-__all__ = ["PROGRAMS", "node_gpus", "register", "resolve", "run_gpu_plugin", "set_node_gpus"]
+__all__ = ["PROGRAMS", "node_gpus", "register", "resolve", "run_controller", "run_gpu_plugin", "set_node_gpus"]
