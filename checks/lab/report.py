@@ -32,7 +32,7 @@ def _suite_row(inst: str, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
     code = data.get("exit_status")
     row: dict[str, Any] = {"instance": inst, "notebook": "checks", "run_id": run_id,
                            "status": "passed" if code == 0 else "failed",
-                           "started": pd.Timestamp(started, unit="s", tz="UTC").isoformat()
+                           "started": pd.Timestamp(started, unit="s", tz="UTC").floor("s").isoformat()
                            if isinstance(started, int | float) else "",
                            "duration_s": duration, "target": data.get("server_version", ""),
                            "error": "interrupted" if data.get("interrupted") else
