@@ -26,6 +26,7 @@ from checks.twin.cluster import Twin, TwinOptions
 from checks.twin.kubelet.kubelet import KubeletConfig
 from checks.twin.nvidia import chart_path
 from checks.twin.nvidia.binaries import node_gpus
+from checks.twin.nvidia.binaries.metrics import endpoint as metrics_endpoint
 
 NS = "dra-driver-nvidia-gpu"
 """The namespace the suite installs into (reference §1.5)."""
@@ -88,7 +89,7 @@ def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, Clu
     assert re.fullmatch(rf"00000-gpu\.nvidia\.com-{node}-[a-z0-9]{{5}}", s["metadata"]["name"])
     (owner,) = s["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("Node", node, True)
-    node_uid = cluster.api_client.sanitize_for_serialization(cluster.core.read_node(node))["metadata"]["uid"]
+    node_uid = yaml.safe_load(cluster.kubectl("get", "node", node, "-o", "yaml").stdout)["metadata"]["uid"]
     assert owner["uid"] == node_uid
     assert s["spec"]["pool"] == {"name": node, "generation": 1, "resourceSliceCount": 1}
     assert (s["spec"]["driver"], s["spec"]["nodeName"]) == ("gpu.nvidia.com", node)
@@ -110,6 +111,51 @@ def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, Clu
     assert "consumesCounters" not in dev and "sharedCounters" not in s["spec"]
     logs = cluster.kubectl("logs", "-n", NS, pod["metadata"]["name"], "-c", "gpus").stdout
     assert "About to announce device gpu-0" in logs
+
+
+def scrape(cluster: Cluster) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """GET the gpus container's metrics and parse them with prometheus_client's parser."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    (pod,) = plugin_pods(cluster)
+    url = metrics_endpoint(NS, pod["metadata"]["name"], "gpus")
+    assert url is not None, "the plugin serves no metrics"
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            out[(smp.name, tuple(sorted(smp.labels.items())))] = smp.value
+    return out
+
+
+def test_plugin_metrics_count_prepare_and_unprepare(h100: tuple[Twin, Cluster]) -> None:
+    twin, cluster = h100
+    node = twin.node_names[0]
+    drv = ("driver", "gpu.nvidia.com")
+    gpu_gauge = ("nvidia_dra_prepared_devices", (("device_type", "gpu"), drv, ("node", node)))
+    prep = ("nvidia_dra_requests_total", (drv, ("operation", "prepare")))
+    unprep = ("nvidia_dra_requests_total", (drv, ("operation", "unprepare")))
+    before = scrape(cluster)
+    assert before[gpu_gauge] == 0 and before[unprep] == 0  # pre-created series (§9.2)
+    assert ("nvidia_dra_requests_inflight", (drv, ("operation", "prepare"))) in before
+    (pod,) = plugin_pods(cluster)
+    assert '"Starting metrics HTTP server" endpoint=":8080" path="/metrics"' in cluster.kubectl(
+        "logs", "-n", NS, pod["metadata"]["name"], "-c", "gpus").stdout
+
+    cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metrics"}}))
+    manifest = Path(__file__).parent / "manifests" / "gpu-simple-full.yaml"
+    cluster.kubectl("apply", "-n", "metrics", "-f", str(manifest))
+    cluster.kubectl("wait", "-n", "metrics", "--for=condition=Ready", "pod/pod-full-gpu", "--timeout=30s")
+    during = scrape(cluster)
+    assert during[prep] == before[prep] + 1 and during[gpu_gauge] == 1
+    assert during[("nvidia_dra_request_duration_seconds_count", (drv, ("operation", "prepare")))] == during[prep]
+    cluster.kubectl("delete", "namespace", "metrics", "--wait=true", "--timeout=60s")
+    after = scrape(cluster)
+    assert after[unprep] == 1 and after[gpu_gauge] == 0
 
 
 def test_upgrade_to_dynamic_mig_rolls_the_pod_and_publishes_split_slices(h100: tuple[Twin, Cluster]) -> None:

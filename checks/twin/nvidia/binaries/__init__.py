@@ -22,6 +22,7 @@ from checks.driver import logs, names
 from checks.driver.slices import GpuFacts
 from checks.twin.kubelet.seam import ContainerContext, EmulatedProgram, register_emulated_image
 from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin, now, slice_bodies
+from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 
 _lock = threading.Lock()
 _node_gpus: dict[str, list[GpuFacts]] = {}
@@ -100,7 +101,8 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
     gates, verbosity = started
     node = ctx.env.get("NODE_NAME") or ctx.node_name
     api_client = ctx.api_client()
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(api_client.close)
         core, resource = k8s.CoreV1Api(api_client), k8s.ResourceV1Api(api_client)
         node_uid = str(api_client.sanitize_for_serialization(core.read_node(node))["metadata"]["uid"])
         version = _kubernetes_version(api_client)
@@ -111,8 +113,16 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
             obj = resource.read_namespaced_resource_claim(name, namespace)
             return dict(api_client.sanitize_for_serialization(obj))
 
+        metrics = PluginMetrics(names.GPU_DRIVER, node) if ctx.env.get("HTTP_ENDPOINT") else None
         plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim,
-                           log=lambda line: _write(ctx, [line], verbosity))
+                           log=lambda line: _write(ctx, [line], verbosity), metrics=metrics)
+        if metrics is not None:
+            path = ctx.env.get("METRICS_PATH") or "/metrics"
+            server = MetricsServer(metrics, path).start()
+            stack.callback(server.stop)
+            set_endpoint(ctx.namespace, ctx.pod_name, str(ctx.container.get("name", "gpus")), server.url)
+            stack.callback(set_endpoint, ctx.namespace, ctx.pod_name, str(ctx.container.get("name", "gpus")), None)
+            _write(ctx, [logs.metrics_server(ctx.env["HTTP_ENDPOINT"], path)], verbosity)
         # Like the real driver (kubeletplugin.Start, then PublishResources): register with the kubelet first,
         # so the kubelet's slice wiping after the previous instance deregistered cannot hit the new slices.
         ctx.register_dra_plugin(names.GPU_DRIVER, plugin)
@@ -128,8 +138,6 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         ctx.stop.wait()
         _write(ctx, [logs.shutdown()], verbosity)
         return 0
-    finally:
-        api_client.close()
 
 
 def _idle(component: str) -> EmulatedProgram:

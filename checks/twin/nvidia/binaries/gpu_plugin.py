@@ -7,14 +7,16 @@ the slices of :mod:`checks.driver.slices` through the API (official client); reg
 real error chains; with DynamicMIG an occupied placement fails with ``Insufficient Resources``.
 
 Twin simplifications (fidelity notes): no checkpoint file (state lives in the process, so a restarted plugin
-forgets prepared claims); no metrics server yet; no health monitor, VFIO or ConsumableShares.
+forgets prepared claims); no health monitor, VFIO or ConsumableShares.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError
 from checks.driver.slices import GpuFacts, publish
 from checks.mig import parse_device_name
 from checks.twin.kubelet.seam import PreparedDevice, PrepareResult, SmiGpu, SmiMig
+from checks.twin.nvidia.binaries.metrics import PluginMetrics
 from checks.twin.nvidia.hardware import mig_uuid
 
 ClaimReader = Callable[[str, str], dict[str, Any]]
@@ -50,6 +53,8 @@ class GpuPlugin:
     """DynamicMIG: created MIG device name → (parent minor, memory slots)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
     """The node-global prep/unprep lock (``pu.lock``)."""
+    metrics: PluginMetrics | None = None
+    """Prometheus families to update (§9.2); None = metrics disabled (empty ``HTTP_ENDPOINT``)."""
 
     def _gpu(self, minor: int) -> GpuFacts:
         for g in self.gpus:
@@ -59,17 +64,48 @@ class GpuPlugin:
 
     def prepare(self, claims: list[dict[str, str]]) -> dict[str, PrepareResult]:
         """NodePrepareResources for a batch of claims."""
-        with self.lock:
-            return {c["uid"]: self._prepare_one(c) for c in claims}
+        with self._measured("prepare") as ok:
+            with self.lock:
+                out = {c["uid"]: self._prepare_one(c) for c in claims}
+            failed = sum(1 for r in out.values() if r.error)
+            if failed and self.metrics is not None:
+                self.metrics.prepare_errors.labels(names.GPU_DRIVER, "prepare_devices").inc(failed)
+            ok.append(not failed)
+            return out
 
     def unprepare(self, claims: list[dict[str, str]]) -> dict[str, str]:
         """NodeUnprepareResources: forget the claim, destroy its dynamic MIG devices."""
-        with self.lock:
+        with self._measured("unprepare") as ok, self.lock:
             for c in claims:
                 result = self.prepared.pop(c["uid"], None)
                 for dev in result.devices if result else ():
                     self.mig_slots.pop(dev.device_name, None)
+            ok.append(True)
             return {c["uid"]: "" for c in claims}
+
+    @contextlib.contextmanager
+    def _measured(self, operation: str) -> Iterator[list[bool]]:
+        """In-flight gauge around a request; counter + duration only on success; prepared gauge after (§9.2)."""
+        m = self.metrics
+        outcome: list[bool] = []
+        if m is None:
+            yield outcome
+            return
+        start = time.monotonic()
+        m.inflight.labels(names.GPU_DRIVER, operation).inc()
+        try:
+            yield outcome
+        finally:
+            m.inflight.labels(names.GPU_DRIVER, operation).dec()
+            if outcome and outcome[0]:
+                m.requests.labels(names.GPU_DRIVER, operation).inc()
+                m.duration.labels(names.GPU_DRIVER, operation).observe(time.monotonic() - start)
+            counts: dict[str, int] = {}
+            for result in self.prepared.values():
+                for dev in result.devices:
+                    kind = "mig" if "-mig-" in dev.device_name else "gpu"
+                    counts[kind] = counts.get(kind, 0) + 1
+            m.set_prepared(counts)
 
     def _prepare_one(self, ref: Mapping[str, str]) -> PrepareResult:
         uid, ns, name = ref["uid"], ref["namespace"], ref["name"]
