@@ -96,10 +96,12 @@ def timeline_figure(rows: Sequence[Mapping[str, Any]], *, title: str) -> Figure:
               ("scheduled", "running", "scheduled→running", "#ff7f0e"),
               ("running", "ready", "running→ready", "#2ca02c"))
     fig, ax = plt.subplots(figsize=(10, 0.22 * len(rows) + 1.8))
+    ends = [float(r[k]) for r in rows for k in ("created", "ready") if r.get(k) is not None]
+    min_w = max((max(ends) - min(ends)) if ends else 0.0, 1.0) * 0.006  # zero-length phases stay visible
     for i, row in enumerate(rows):
         for a, b, _label, color in phases:
             if row.get(a) is not None and row.get(b) is not None:
-                ax.broken_barh([(float(row[a]), max(float(row[b]) - float(row[a]), 0.002))], (i - 0.4, 0.8),
+                ax.broken_barh([(float(row[a]), max(float(row[b]) - float(row[a]), min_w))], (i - 0.4, 0.8),
                                facecolors=color)
     ax.set_yticks(range(len(rows)), [str(r.get("label", i)) for i, r in enumerate(rows)], fontsize=6)
     ax.invert_yaxis()
