@@ -200,7 +200,33 @@ class Suite:
 
         source = W.source_for(self.cluster, "resourceslices", None, field_selector=f"spec.driver={names.GPU_DRIVER}")
         W.wait_until(source, ready, timeout=self.settings.timeout(120),
-                     what=f"gpu.nvidia.com ResourceSlices for configuration '{cfg.key}'")
+                     what=f"gpu.nvidia.com ResourceSlices for configuration '{cfg.key}'",
+                     options=W.WaitOptions(on_timeout=lambda _state: self.plugin_state()))
+
+    def plugin_state(self) -> str:
+        """One line per kubelet-plugin container that is not running cleanly: restarts and its last log line.
+
+        Turns "no slices appeared" into the reason, e.g. a gate rule the plugin printed before exiting.
+        """
+        from checks.kube import objects as K
+
+        parts: list[str] = []
+        for pod in K.list_(self.cluster, "pods", names.NAMESPACE, label_selector=PLUGIN_SELECTOR):
+            pname = pod["metadata"]["name"]
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                restarts = int(cs.get("restartCount") or 0)
+                waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+                if not restarts and not waiting:
+                    continue
+                last = ""
+                with contextlib.suppress(Exception):
+                    tail = K.pod_log(self.cluster, names.NAMESPACE, pname, cs["name"], previous=restarts > 0,
+                                     tail_lines=5)
+                    lines = [ln for ln in tail.splitlines() if ln.strip()]
+                    last = lines[-1] if lines else ""
+                parts.append(f"plugin {pname}/{cs['name']}: {waiting or 'running'}, {restarts} restarts"
+                             + (f", last log: {last}" if last else ""))
+        return "; ".join(parts) or "kubelet-plugin pods look healthy"
 
     def uninstall_driver(self) -> None:
         if self.install.current is None or self.settings.keep_driver:
@@ -425,7 +451,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         path = _collect_artifacts(item, suite)
         if path:
             res.artifacts = str(path)
-            rep.user_properties.append(("artifacts", str(path)))
+            # junitxml writes properties from the teardown report, which copies item.user_properties.
+            item.user_properties.append(("artifacts", str(path)))
 
 
 def _short_error(rep: pytest.TestReport) -> str:
@@ -440,12 +467,13 @@ def _collect_artifacts(item: pytest.Item, suite: Suite) -> Path | None:
     from checks.kube import artifacts
 
     c = item.stash.get(_CTX_KEY, None)
-    if c is None:
-        return None
+    # A failure before the check's namespace existed (typically installing its driver configuration) still
+    # gets evidence: the driver namespace's pods, events and logs, and the slices.
+    namespace = c.namespace if c is not None else names.NAMESPACE
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in item.nodeid)[-120:]
     out = suite.settings.output_dir / "artifacts" / safe
     try:
-        artifacts.collect(suite.cluster, c.namespace, out, driver_namespace=names.NAMESPACE)
+        artifacts.collect(suite.cluster, namespace, out, driver_namespace=names.NAMESPACE)
     except Exception as exc:
         out.mkdir(parents=True, exist_ok=True)
         (out / "collect-error.txt").write_text(f"artifact collection failed: {exc}\n")
