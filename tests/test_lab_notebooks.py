@@ -107,3 +107,11 @@ def test_failing_cell_keeps_the_executed_notebook_and_exits_1(tmp_path: Path,
     assert errors and errors[0]["ename"] == "FileNotFoundError"
     results = json.loads((executed.parent / "results.json").read_text())
     assert results["run"]["status"] == "failed" and "FileNotFoundError" in results["run"]["error"]
+
+
+def test_dynmig_notebook_on_a_gpu_without_mig_says_not_applicable(tmp_path: Path) -> None:
+    res = run_notebook(LabRequest("dynmig_fragmentation", "gpu_1x_a10", {}, outputs=tmp_path))
+    assert res.ok, res.error
+    assert res.results["metrics"] == {"applicable": False} and res.results["steps"] == []
+    nb = (res.output_dir / "dynmig_fragmentation.ipynb").read_text()
+    assert "NOT APPLICABLE" in nb
