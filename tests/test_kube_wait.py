@@ -209,10 +209,10 @@ def test_describe_pod_shows_container_states() -> None:
     assert "not bound" not in text
 
 
-def test_pod_timeline_prefers_server_timestamps_and_falls_back_to_observation() -> None:
+def test_pod_timeline_server_mode_prefers_server_timestamps_and_falls_back_to_observation() -> None:
     t0 = datetime(2026, 11, 26, 17, 58, tzinfo=UTC)
     seen = [t0 + timedelta(seconds=30)]
-    tl = PodTimeline(now=lambda: seen[0])
+    tl = PodTimeline(now=lambda: seen[0], source="server")
     p = pod("a", 1)
     p["metadata"]["creationTimestamp"] = "2026-11-26T17:58:00Z"
     tl.observe(p, "ADDED")
@@ -243,3 +243,23 @@ def test_pod_timeline_feeds_from_a_wait_one_sample_per_pod() -> None:
     samples = tl.samples()
     assert [s.name for s in sorted(samples, key=lambda s: s.name)] == ["a", "b", "c"]
     assert all(s.ready is not None and s.scheduled is not None for s in samples)
+
+
+def test_pod_timeline_observed_mode_uses_one_clock_with_subsecond_resolution() -> None:
+    t0 = datetime(2026, 11, 26, 17, 58, tzinfo=UTC)
+    seen = [t0]
+    tl = PodTimeline(now=lambda: seen[0])
+    p = pod("a", 1)
+    p["metadata"]["creationTimestamp"] = "2026-11-26T17:57:00Z"  # another clock, whole seconds: ignored
+    tl.observe(p, "ADDED")
+    seen[0] = t0 + timedelta(milliseconds=120)
+    p2 = pod("a", 2, node="n1")
+    p2["status"]["conditions"] = [{"type": "PodScheduled", "status": "True",
+                                   "lastTransitionTime": "2026-11-26T17:59:00Z"}]
+    tl.observe(p2, "MODIFIED")
+    seen[0] = t0 + timedelta(milliseconds=450)
+    p3 = pod("a", 3, phase="Running", ready=True, node="n1")
+    p3["status"]["conditions"] = [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-26T18:00:00Z"}]
+    tl.observe(p3, "MODIFIED")
+    (s,) = tl.samples()
+    assert (s.to_scheduled_s, s.to_running_s, s.to_ready_s) == (0.12, 0.45, 0.45)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -481,13 +482,13 @@ class PodTimelineSample:
     uid: str
     """Pod uid (a recreated pod with the same name is another sample)."""
     created: datetime | None
-    """``metadata.creationTimestamp``."""
+    """When the pod was first seen (observed mode) or ``metadata.creationTimestamp`` (server mode)."""
     scheduled: datetime | None
-    """PodScheduled=True lastTransitionTime, else when a nodeName was first seen."""
+    """When it was first seen bound (PodScheduled=True or a nodeName)."""
     running: datetime | None
-    """Latest container ``state.running.startedAt`` once phase is Running, else when Running was seen."""
+    """When phase Running was first seen (server mode: the latest container ``startedAt``)."""
     ready: datetime | None
-    """Ready=True lastTransitionTime, else when Ready was first seen."""
+    """When Ready=True was first seen (server mode: its ``lastTransitionTime``)."""
 
     @property
     def to_scheduled_s(self) -> float | None:
@@ -518,49 +519,106 @@ class _Track:
 
 @dataclass
 class PodTimeline:
-    """Records per-pod milestones from the pods a wait observes (pass :meth:`observe` as ``observe``).
+    """Records per-pod milestones from the pods a watch observes (pass :meth:`observe` as ``observe``).
 
-    Server timestamps are used when the object carries them (second resolution on real clusters); the
-    observation time (``now``) fills in otherwise, so a milestone is never lost because a field is missing.
+    Two clocks are possible, chosen by ``source``:
+
+    - ``"observed"`` (default): each milestone is the moment this client first saw it in a watch event —
+      one clock for every sample, millisecond resolution. This is what a latency measurement needs; feed it
+      from :func:`record_pods`, which watches *before* the pods are created so ``created`` is the ADDED event.
+    - ``"server"``: the server's own timestamps (creationTimestamp, condition lastTransitionTime, container
+      startedAt) where present — whole seconds on real clusters and written by different components' clocks —
+      with the observation time as fallback.
     """
 
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     """Wall-clock source for observation times; injectable for tests."""
+    source: str = "observed"
+    """``observed`` or ``server`` (see the class docstring)."""
     _tracks: dict[str, _Track] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observe(self, pod: Obj, event_type: str = "MODIFIED") -> None:
         """Fold one observed pod state into its track (DELETED events are ignored)."""
         if event_type == "DELETED":
             return
+        server = self.source == "server"
         meta = pod.get("metadata") or {}
         uid = str(meta.get("uid") or object_key(pod))
-        track = self._tracks.get(uid)
         seen_at = self.now()
-        if track is None:
-            track = _Track(str(meta.get("namespace", "")), str(meta.get("name", "")), uid)
-            self._tracks[uid] = track
-        if track.created is None:
-            track.created = parse_time(meta.get("creationTimestamp")) or seen_at
-        conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
-        if track.scheduled is None:
-            sched = conds.get("PodScheduled")
-            if sched is not None and sched.get("status") == "True":
-                track.scheduled = parse_time(sched.get("lastTransitionTime")) or seen_at
-            elif (pod.get("spec") or {}).get("nodeName"):
-                track.scheduled = seen_at
-        status = pod.get("status") or {}
-        if track.running is None and status.get("phase") == "Running":
-            starts = [parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
-                      for cs in status.get("containerStatuses") or []]
-            known = [s for s in starts if s is not None]
-            track.running = max(known) if known else seen_at
-        if track.ready is None:
-            ready = conds.get("Ready")
-            if ready is not None and ready.get("status") == "True":
-                track.ready = parse_time(ready.get("lastTransitionTime")) or seen_at
+        with self._lock:
+            track = self._tracks.get(uid)
+            if track is None:
+                track = _Track(str(meta.get("namespace", "")), str(meta.get("name", "")), uid)
+                self._tracks[uid] = track
+            if track.created is None:
+                track.created = (parse_time(meta.get("creationTimestamp")) if server else None) or seen_at
+            conds = {c.get("type"): c for c in (pod.get("status") or {}).get("conditions") or []}
+            if track.scheduled is None:
+                sched = conds.get("PodScheduled")
+                if sched is not None and sched.get("status") == "True":
+                    track.scheduled = (parse_time(sched.get("lastTransitionTime")) if server else None) or seen_at
+                elif (pod.get("spec") or {}).get("nodeName"):
+                    track.scheduled = seen_at
+            status = pod.get("status") or {}
+            if track.running is None and status.get("phase") == "Running":
+                starts = [parse_time(((cs.get("state") or {}).get("running") or {}).get("startedAt"))
+                          for cs in status.get("containerStatuses") or []] if server else []
+                known = [t for t in starts if t is not None]
+                track.running = max(known) if known else seen_at
+            if track.ready is None:
+                ready = conds.get("Ready")
+                if ready is not None and ready.get("status") == "True":
+                    track.ready = (parse_time(ready.get("lastTransitionTime")) if server else None) or seen_at
 
     def samples(self) -> list[PodTimelineSample]:
         """One sample per pod seen, ordered by creation time then name."""
-        out = [PodTimelineSample(t.namespace, t.name, t.uid, t.created, t.scheduled, t.running, t.ready)
-               for t in self._tracks.values()]
+        with self._lock:
+            out = [PodTimelineSample(t.namespace, t.name, t.uid, t.created, t.scheduled, t.running, t.ready)
+                   for t in self._tracks.values()]
         return sorted(out, key=lambda s: (s.created or datetime.min.replace(tzinfo=UTC), s.name))
+
+
+@contextlib.contextmanager
+def record_pods(cluster: Cluster, namespace: str | None, label_selector: str | None = None, *,
+                timeline: PodTimeline | None = None) -> Iterator[PodTimeline]:
+    """Watch pods in the background while the ``with`` block creates and waits for them.
+
+    Start it *before* creating the pods: every milestone, creation included, is then the moment a watch event
+    showed it (see :class:`PodTimeline`). The watch relists on 410 and reconnects when dropped; it stops when
+    the block ends.
+    """
+    tl = timeline or PodTimeline()
+    source = source_for(cluster, "pods", namespace, label_selector=label_selector)
+    items, rv = source.list()
+    for obj in items:
+        tl.observe(obj, "LISTED")
+    stop = threading.Event()
+
+    def run() -> None:
+        nonlocal rv
+        while not stop.is_set():
+            try:
+                for ev in source.watch(rv, 5.0):
+                    if ev.type in ("BOOKMARK", "ERROR"):
+                        rv = str((ev.object.get("metadata") or {}).get("resourceVersion") or rv)
+                        continue
+                    rv = str((ev.object.get("metadata") or {}).get("resourceVersion") or rv)
+                    tl.observe(ev.object, ev.type)
+                    if stop.is_set():
+                        return
+            except WatchExpired:
+                fresh, rv = source.list()
+                for obj in fresh:
+                    tl.observe(obj, "LISTED")
+            except Exception:
+                if stop.wait(0.5):
+                    return
+
+    thread = threading.Thread(target=run, name="pod-timeline", daemon=True)
+    thread.start()
+    try:
+        yield tl
+    finally:
+        stop.set()
+        thread.join(timeout=10)

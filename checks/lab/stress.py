@@ -68,11 +68,13 @@ def run_stress(ws: Workspace, *, pods: int, iterations: int, timeout_s: float) -
         claim = f"shared-{it}"
         ws.add(M.claim(claim, labels, spec))
         names = [f"stress-{it}-{i:03d}" for i in range(pods)]
-        timeline = W.PodTimeline()
-        for n in names:
-            ws.add(M.pod(n, labels, [M.container(claims=["gpu"])], claims={"gpu": ("claim", claim)}, grace_s=1))
-        W.wait_pods_ready(ws.cluster, ws.namespace, f"dra-lab.io/iteration={it}", count=pods,
-                          timeout=timeout_s, options=W.WaitOptions(observe=timeline.observe))
+        selector = f"dra-lab.io/iteration={it}"
+        # Watch first, then create: every milestone is the time a watch event showed it (ms resolution).
+        with W.record_pods(ws.cluster, ws.namespace, selector) as timeline:
+            for n in names:
+                ws.add(M.pod(n, labels, [M.container(claims=["gpu"])], claims={"gpu": ("claim", claim)},
+                             grace_s=1))
+            W.wait_pods_ready(ws.cluster, ws.namespace, selector, count=pods, timeout=timeout_s)
         seen: set[str] = set()
         for s in timeline.samples():
             log = O.pod_log(ws.cluster, ws.namespace, s.name)

@@ -33,14 +33,15 @@ def test_shared_claim_many_pods(ctx: CheckContext, suite: Suite) -> None:
     uuids_per_iteration: list[str] = []
     for it in range(m):
         labels = {**ctx.labels, "test": "stress-shared", "iteration": str(it)}
-        timeline = W.PodTimeline()
-        ctx.apply(M.claim("rc-shared-gpu", labels, M.claim_spec([M.request("gpu")])))
-        ctx.apply(*[M.pod(f"stress-pod-{i}", labels, [M.container(claims=["gpu"])],
-                          claims={"gpu": ("claim", "rc-shared-gpu")}, restart_policy="Never", grace_s=5)
-                    for i in range(1, n + 1)])
-        ctx.claim_allocated("rc-shared-gpu", timeout=120)
-        pods = W.wait_pods_ready(ctx.cluster, ctx.namespace, f"test=stress-shared,iteration={it}", count=n,
-                                 timeout=ctx.timeout(180), options=W.WaitOptions(observe=timeline.observe))
+        selector = f"test=stress-shared,iteration={it}"
+        # The recorder watches before anything is created, so every milestone is a watch event's time.
+        with W.record_pods(ctx.cluster, ctx.namespace, selector) as timeline:
+            ctx.apply(M.claim("rc-shared-gpu", labels, M.claim_spec([M.request("gpu")])))
+            ctx.apply(*[M.pod(f"stress-pod-{i}", labels, [M.container(claims=["gpu"])],
+                              claims={"gpu": ("claim", "rc-shared-gpu")}, restart_policy="Never", grace_s=5)
+                        for i in range(1, n + 1)])
+            ctx.claim_allocated("rc-shared-gpu", timeout=120)
+            pods = W.wait_pods_ready(ctx.cluster, ctx.namespace, selector, count=n, timeout=ctx.timeout(180))
         assert len(pods) == n and all((p.get("status") or {}).get("phase") == "Running" for p in pods)
         claim = ctx.get("resourceclaims", "rc-shared-gpu")
         assert H.reserved_uids(claim) == {p["metadata"]["uid"] for p in pods}
