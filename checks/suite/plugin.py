@@ -176,7 +176,9 @@ class Suite:
         self.install.current = cfg
         self.install.installs.append(cfg.key)
         # helm --wait is not enough (nvidia-dra-driver.md §14.2): wait for the plugin pods and their slices.
-        W.wait_pods_ready(self.cluster, names.NAMESPACE, PLUGIN_SELECTOR, timeout=s.timeout(180))
+        # Wait for the DaemonSet rollout (new pods, not the old ones still Ready) and say why it stalls.
+        helm.wait_plugin_ready(self.cluster, RELEASE, names.NAMESPACE, timeout=s.timeout(180),
+                               options=W.WaitOptions(on_timeout=lambda _state: self.plugin_state()))
         self._wait_slices(cfg)
         self.refresh_facts()
 
@@ -189,6 +191,15 @@ class Suite:
         def ready(state: W.State) -> bool:
             nodes = {(o.get("spec") or {}).get("nodeName") for o in state.values()}
             if not nodes or (None in nodes and len(nodes) == 1):
+                return False
+            pools: dict[str, list[W.Obj]] = {}
+            for o in state.values():
+                pools.setdefault(str(((o.get("spec") or {}).get("pool") or {}).get("name")), []).append(o)
+            for members in pools.values():  # a pool half-way through (re)publication is not ready
+                counts = {((m.get("spec") or {}).get("pool") or {}).get("resourceSliceCount") for m in members}
+                if counts != {len(members)}:
+                    return False
+            if want_dyn and not any((o.get("spec") or {}).get("devices") for o in state.values()):
                 return False
             if want_dyn and self.instance.gpu.mig_capable and self.instance.gpu.architecture != "Ampere":
                 return any(d.get("consumesCounters") for o in state.values()
