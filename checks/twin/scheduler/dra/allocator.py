@@ -463,25 +463,37 @@ def _lookup_attribute(device: Mapping[str, Any], driver: str, full_name: str) ->
     return attrs.get(ident)
 
 
-class _MatchAttribute:
+class _AttributeConstraint:
+    """What matchAttribute and distinctAttribute share: which requests they cover and how a device's value
+    of the attribute is read (kubernetes-dra.md §3.6)."""
+
     def __init__(self, requests: Sequence[str], attribute: str) -> None:
         self.requests = set(requests)
         self.attribute = attribute
-        self.value: tuple[str, Any] | None = None
-        self.n = 0
 
     def _applies(self, base: str, sub: str) -> bool:
         if not self.requests:
             return True
         return base in self.requests or (bool(sub) and f"{base}/{sub}" in self.requests)
 
+    def _value(self, device: Mapping[str, Any], did: DeviceID) -> tuple[str, Any] | None:
+        """The typed attribute value, or None when the device lacks it (then the constraint fails)."""
+        attr = _lookup_attribute(device, did[0], self.attribute)
+        if attr is None:
+            return None
+        return next(((k, attr[k]) for k in ("string", "int", "bool", "version") if k in attr), None)
+
+
+class _MatchAttribute(_AttributeConstraint):
+    def __init__(self, requests: Sequence[str], attribute: str) -> None:
+        super().__init__(requests, attribute)
+        self.value: tuple[str, Any] | None = None
+        self.n = 0
+
     def add(self, base: str, sub: str, device: Mapping[str, Any], did: DeviceID) -> bool:
         if not self._applies(base, sub):
             return True
-        attr = _lookup_attribute(device, did[0], self.attribute)
-        if attr is None:
-            return False
-        typed = next(((k, attr[k]) for k in ("string", "int", "bool", "version") if k in attr), None)
+        typed = self._value(device, did)
         if typed is None:
             return False
         if self.n == 0:
@@ -498,26 +510,17 @@ class _MatchAttribute:
             self.n -= 1
 
 
-class _DistinctAttribute:
+class _DistinctAttribute(_AttributeConstraint):
     """distinctAttribute (consumable capacity); values remembered per request name (upstream quirk)."""
 
     def __init__(self, requests: Sequence[str], attribute: str) -> None:
-        self.requests = set(requests)
-        self.attribute = attribute
+        super().__init__(requests, attribute)
         self.values: dict[str, tuple[str, Any]] = {}
-
-    def _applies(self, base: str, sub: str) -> bool:
-        if not self.requests:
-            return True
-        return base in self.requests or (bool(sub) and f"{base}/{sub}" in self.requests)
 
     def add(self, base: str, sub: str, device: Mapping[str, Any], did: DeviceID) -> bool:
         if not self._applies(base, sub):
             return True
-        attr = _lookup_attribute(device, did[0], self.attribute)
-        if attr is None:
-            return False
-        typed = next(((k, attr[k]) for k in ("string", "int", "bool", "version") if k in attr), None)
+        typed = self._value(device, did)
         if typed is None or typed in self.values.values():
             return False
         self.values[f"{base}/{sub}" if sub else base] = typed
