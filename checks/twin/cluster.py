@@ -86,7 +86,9 @@ class Twin:
         self.kube_version = kube_version
         self.options = options or TwinOptions()
         self._own_run_dir = run_dir is None
-        self.run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix="dra-lab-twin-"))
+        # Absolute: container PATH entries (the injected nvidia-smi) and cwd-relative paths must not depend on
+        # the directory a process runs in (a relative run dir made every container miss its nvidia-smi).
+        self.run_dir = Path(run_dir).resolve() if run_dir else Path(tempfile.mkdtemp(prefix="dra-lab-twin-"))
         self._port = port
         self.api = Api()
         self.server: ApiServer | None = None

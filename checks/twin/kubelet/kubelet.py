@@ -26,6 +26,7 @@ import re
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 PODS = core("pods")
 CONFIGMAPS = core("configmaps")
 SECRETS = core("secrets")
+_PREPARE_PENDING = "\x00prepare in flight"
+"""``_prepare`` result while a plugin's NodePrepareResources call is still running (no event, no back-off)."""
+_PREPARE_INLINE_WAIT_S = 0.5
+"""How long a sync waits for a prepare call before leaving it running in the background."""
 _OWNED_CONDITIONS = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady")
 _COND_ORDER = ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
 
@@ -137,6 +142,7 @@ class Kubelet:
         self._registrations: dict[str, int] = {}
         self._claim_refs: dict[str, set[str]] = {}
         self._claim_results: dict[str, PrepareResult] = {}
+        self._prepares: dict[tuple[str, str], Future[dict[str, PrepareResult]]] = {}
         self._queue = WorkQueue(api.monotonic)
         self._informer = Informer(api, PODS, field_selector=f"spec.nodeName={node_name}",
                                   name=f"kubelet-{node_name}")
@@ -318,6 +324,9 @@ class Kubelet:
         spec = pod["spec"]
         if not st.prepared:
             err = self._prepare(st)
+            if err == _PREPARE_PENDING:
+                self._write_status(st)
+                return
             if err is not None:
                 self._event(pod, "Warning", "FailedPrepareDynamicResources",
                             f"Failed to prepare dynamic resources: prepare dynamic resources: {err}")
@@ -579,7 +588,9 @@ class Kubelet:
             if todo:
                 req = [{"namespace": c["metadata"]["namespace"], "name": c["metadata"]["name"],
                         "uid": c["metadata"]["uid"]} for c in todo]
-                results = plugin.prepare(req)
+                results = self._call_prepare(st.uid, drv, plugin, req)
+                if results is None:
+                    return _PREPARE_PENDING
                 skipped = 0
                 for c in todo:
                     res = results.get(c["metadata"]["uid"])
@@ -597,6 +608,36 @@ class Kubelet:
             res = self._claim_results.get(cuid)
             st.devices[cuid] = res.devices if res else ()
         return None
+
+    def _call_prepare(self, pod_uid: str, driver: str, plugin: DraPlugin,
+                      req: list[dict[str, str]]) -> dict[str, PrepareResult] | None:
+        """NodePrepareResources off the node's sync worker; None while it still runs (the pod is re-queued when
+        it finishes). A real kubelet prepares in the pod's own worker, so a plugin that waits for another pod of
+        the same node (the NVIDIA plugin waits for its MPS control-daemon pod) must not stall that pod."""
+        key = (pod_uid, driver)
+        with self._lock:
+            fut = self._prepares.get(key)
+            if fut is None:
+                fut = self._prepares[key] = Future()
+                started = fut
+
+                def run() -> None:
+                    try:
+                        started.set_result(plugin.prepare(req))
+                    except BaseException as exc:  # surfaced by fut.result() in the next sync
+                        started.set_exception(exc)
+                    self._queue.add(pod_uid)
+
+                threading.Thread(target=run, daemon=True, name=f"kubelet-prepare-{driver}").start()
+        try:
+            results = fut.result(timeout=_PREPARE_INLINE_WAIT_S)
+        except TimeoutError:
+            return None
+        finally:
+            if fut.done():
+                with self._lock:
+                    self._prepares.pop(key, None)
+        return results
 
     def _unprepare_all(self, st: _PodState) -> str:
         """Unprepare claims no other pod on this node uses; '' on success."""

@@ -23,6 +23,7 @@ from checks.driver.slices import GpuFacts
 from checks.twin.kubelet.seam import ContainerContext, EmulatedProgram, register_emulated_image
 from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin, now, slice_bodies
 from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
+from checks.twin.nvidia.binaries.mps import CONTROL_BINARY, MpsDaemons, run_mps_control
 
 _lock = threading.Lock()
 _node_gpus: dict[str, list[GpuFacts]] = {}
@@ -114,8 +115,18 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
             return dict(api_client.sanitize_for_serialization(obj))
 
         metrics = PluginMetrics(names.GPU_DRIVER, node) if ctx.env.get("HTTP_ENDPOINT") else None
-        plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim,
-                           log=lambda line: _write(ctx, [line], verbosity), metrics=metrics)
+        log = lambda line: _write(ctx, [line], verbosity)  # noqa: E731
+        mps = MpsDaemons(
+            api_client=api_client, namespace=ctx.env.get("NAMESPACE") or ctx.namespace, node=node,
+            image=ctx.env.get("IMAGE_NAME") or ctx.image, gates=gates,
+            image_pull_policy=ctx.env.get("IMAGE_PULL_POLICY", ""),
+            service_account=ctx.env.get("SERVICE_ACCOUNT_NAME", ""),
+            image_pull_secrets=[s for s in ctx.env.get("IMAGE_PULL_SECRETS", "").split(",") if s],
+            plugins_dir=ctx.env.get("KUBELET_PLUGINS_DIRECTORY_PATH") or "/var/lib/kubelet/plugins",
+            driver_root=ctx.env.get("NVIDIA_DRIVER_ROOT") or "/", log=log,
+        )
+        plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim, log=log, metrics=metrics,
+                           mps=mps)
         if metrics is not None:
             path = ctx.env.get("METRICS_PATH") or "/metrics"
             server = MetricsServer(metrics, path).start()
@@ -188,6 +199,7 @@ PROGRAMS: dict[str, EmulatedProgram] = {
     names.BIN_CONTROLLER: run_controller,
     names.BIN_WEBHOOK: _idle(names.BIN_WEBHOOK),
     "kubelet-plugin-prestart.sh": _prestart,
+    CONTROL_BINARY: run_mps_control,
 }
 """Binary (or script) name → emulated program. Longer names are matched first (``webhook`` last)."""
 

@@ -4,7 +4,8 @@ Behaviour (reference nvidia-dra-driver.md §3.3, §4, §5, §6): parse ``FEATURE
 combination prints ``Error: feature gate validation failed: …`` and exits 1; logs the startup block; publishes
 the slices of :mod:`checks.driver.slices` through the API (official client); registers as DRA plugin
 ``gpu.nvidia.com`` with the twin kubelet; prepares claims with strict config decoding + validation and the
-real error chains; with DynamicMIG an occupied placement fails with ``Insufficient Resources``.
+real error chains; with DynamicMIG an occupied placement fails with ``Insufficient Resources``; with MPSSupport
+an MPS config starts the claim's MPS control-daemon Deployment and waits for it (:mod:`.mps`, §12.5).
 
 Twin simplifications (fidelity notes): no checkpoint file (state lives in the process, so a restarted plugin
 forgets prepared claims); no health monitor, VFIO or ConsumableShares.
@@ -27,6 +28,7 @@ from checks.driver.slices import GpuFacts, publish
 from checks.mig import parse_device_name
 from checks.twin.kubelet.seam import PreparedDevice, PrepareResult, SmiGpu, SmiMig
 from checks.twin.nvidia.binaries.metrics import PluginMetrics
+from checks.twin.nvidia.binaries.mps import PIPE_DIRECTORY, MpsDaemons
 from checks.twin.nvidia.hardware import mig_uuid
 
 ClaimReader = Callable[[str, str], dict[str, Any]]
@@ -55,6 +57,10 @@ class GpuPlugin:
     """The node-global prep/unprep lock (``pu.lock``)."""
     metrics: PluginMetrics | None = None
     """Prometheus families to update (§9.2); None = metrics disabled (empty ``HTTP_ENDPOINT``)."""
+    mps: MpsDaemons | None = None
+    """Starts/stops MPS control daemons; None = no API access for them (an MPS claim then fails to prepare)."""
+    mps_groups: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
+    """Claim uid → device UUID sets whose MPS daemon this plugin started (stopped at Unprepare)."""
 
     def _gpu(self, minor: int) -> GpuFacts:
         for g in self.gpus:
@@ -74,14 +80,25 @@ class GpuPlugin:
             return out
 
     def unprepare(self, claims: list[dict[str, str]]) -> dict[str, str]:
-        """NodeUnprepareResources: forget the claim, destroy its dynamic MIG devices."""
+        """NodeUnprepareResources: stop the claim's MPS daemons, destroy its dynamic MIG devices, forget it."""
+        errors: dict[str, str] = {}
         with self._measured("unprepare") as ok, self.lock:
             for c in claims:
-                result = self.prepared.pop(c["uid"], None)
+                uid = c["uid"]
+                try:
+                    for uuids in list(self.mps_groups.get(uid, [])):
+                        if self.mps is not None:
+                            self.mps.stop(uid, uuids)
+                        self.mps_groups[uid].remove(uuids)
+                except ConfigError as exc:
+                    errors[uid] = f"unprepare devices failed for claim {c['namespace']}/{c['name']}:{uid}: {exc}"
+                    continue
+                self.mps_groups.pop(uid, None)
+                result = self.prepared.pop(uid, None)
                 for dev in result.devices if result else ():
                     self.mig_slots.pop(dev.device_name, None)
-            ok.append(True)
-            return {c["uid"]: "" for c in claims}
+            ok.append(not errors)
+            return {c["uid"]: errors.get(c["uid"], "") for c in claims}
 
     @contextlib.contextmanager
     def _measured(self, operation: str) -> Iterator[list[bool]]:
@@ -112,16 +129,19 @@ class GpuPlugin:
         if uid in self.prepared:
             return self.prepared[uid]
         try:
-            devices = self._prepare_devices(self.read_claim(ns, name))
+            devices, env = self._prepare_devices(self.read_claim(ns, name))
         except ConfigError as exc:
             return PrepareResult(error=configs.prepare_error(ns, name, uid, str(exc)))
         cdi = [names.cdi_device_id(uid, d) for d in devices]
-        result = PrepareResult(devices=tuple(self._device(uid, d, req) for d, req in devices.items()))
+        result = PrepareResult(devices=tuple(self._device(uid, d, req, env.get(d, {})) for d, req in devices.items()))
         self.prepared[uid] = result
         self.log(logs.prepared(ns, name, uid, cdi))
         return result
 
-    def _prepare_devices(self, claim: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    def _prepare_devices(
+        self, claim: dict[str, Any]
+    ) -> tuple[dict[str, tuple[str, ...]], dict[str, dict[str, str]]]:
+        """Devices to prepare (device → request names) and the extra container env per device."""
         alloc = ((claim.get("status") or {}).get("allocation") or {}).get("devices") or {}
         results = [
             r for r in alloc.get("results") or [] if r.get("driver") == names.GPU_DRIVER and r.get("pool") == self.node
@@ -146,7 +166,38 @@ class GpuPlugin:
             devices[a.device] = (*devices.get(a.device, ()), a.request.split("/", 1)[0])
         if eff["DynamicMIG"]:
             self._create_migs([d for d in devices if "-mig-" in d])
-        return devices
+        env: dict[str, dict[str, str]] = {}
+        uid = str((claim.get("metadata") or {}).get("uid", ""))
+        for cfg in {id(c): c for c in chosen.values()}.values():
+            if not (eff["MPSSupport"] and cfg.sharing is not None and cfg.sharing.strategy == configs.STRATEGY_MPS):
+                continue
+            group = [d for d, c in chosen.items() if c is cfg]
+            try:
+                self._start_mps(uid, group, cfg, dynamic_mig=eff["DynamicMIG"])
+            except ConfigError as exc:
+                raise ConfigError(f"error applying config: {exc}") from exc
+            for d in group:
+                env[d] = {"CUDA_MPS_PIPE_DIRECTORY": PIPE_DIRECTORY}
+        return devices, env
+
+    def _start_mps(self, uid: str, group: list[str], cfg: configs.OpaqueConfig, *, dynamic_mig: bool) -> None:
+        """``applySharingConfig`` for MPS (§12.5): start the daemon of this device set and wait until Ready."""
+        if dynamic_mig:
+            raise ConfigError("MPS is not yet supported when using featureGates.DynamicMIG=true")
+        if self.mps is None:
+            raise ConfigError("error starting MPS control daemon: no API access")
+        assert cfg.sharing is not None
+        uuids = tuple(self._uuid(d) for d in group)
+        self.mps.start(uid, uuids, cfg.sharing.mps or configs.MpsConfig())
+        if uuids not in self.mps_groups.setdefault(uid, []):
+            self.mps_groups[uid].append(uuids)
+        self.mps.assert_ready(self.mps.name(uid, uuids))
+
+    def _uuid(self, dev: str) -> str:
+        """The UUID a device set is hashed with: the GPU's, or the MIG device's."""
+        prepared = self._device("", dev, ())
+        assert prepared.smi is not None
+        return prepared.smi.mig.uuid if prepared.smi.mig else prepared.smi.uuid
 
     def _create_migs(self, wanted: list[str]) -> None:
         """Reserve memory slots of new dynamic MIG devices; overlap → NVML ``Insufficient Resources``."""
@@ -167,7 +218,8 @@ class GpuPlugin:
             staged[dev] = (parsed.minor, slots)
         self.mig_slots.update(staged)
 
-    def _device(self, uid: str, dev: str, requests: tuple[str, ...]) -> PreparedDevice:
+    def _device(self, uid: str, dev: str, requests: tuple[str, ...],
+                extra_env: Mapping[str, str] | None = None) -> PreparedDevice:
         if "-mig-" in dev:
             parsed = parse_device_name(dev)
             g = self._gpu(parsed.minor)
@@ -183,7 +235,7 @@ class GpuPlugin:
             pool_name=self.node,
             device_name=dev,
             cdi_device_ids=(names.cdi_device_id(uid, dev),),
-            env={"NVIDIA_VISIBLE_DEVICES": "void"},
+            env={"NVIDIA_VISIBLE_DEVICES": "void", **(extra_env or {})},
             smi=SmiGpu(
                 name=g.product_name, uuid=g.uuid, pci_bus_id=g.pci_bus_id, mig=smi_mig,
                 driver_version=g.driver_version, cuda_version=g.cuda_driver_version,
