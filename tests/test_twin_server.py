@@ -396,7 +396,7 @@ class _Webhook(BaseHTTPRequestHandler):
 
 def test_validating_webhook(twin: tuple[ApiServer, Path, MemoryLogs], k8s: client.ApiClient) -> None:
     srv = twin[0]
-    cert = make_serving_cert()
+    cert = make_serving_cert(dns_names=("guard.default.svc",))  # the apiserver verifies <svc>.<ns>.svc
     hook_srv = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
     hook_srv.socket = cert.server_context().wrap_socket(hook_srv.socket, server_side=True)
     threading.Thread(target=hook_srv.serve_forever, daemon=True).start()

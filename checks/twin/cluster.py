@@ -151,6 +151,7 @@ class Twin:
         inf.start()
         for c in self.controllers:
             c.start()
+        self._install_webhooks()
         for extra in self._optional_components():
             extra.start()
             self.controllers.append(extra)
@@ -169,6 +170,15 @@ class Twin:
                           pod_cidr_prefix="10.244.0", api_client_factory=factory)
         kubelet.start()
         self.kubelets[name] = kubelet
+
+    def _install_webhooks(self) -> None:
+        """Call validating webhooks (the NVIDIA driver's, when its chart enables it) on API writes; a service
+        reference reaches the loopback port its Ready pod's emulated webhook server listens on."""
+        from checks.twin.api.webhooks import WebhookAdmission
+        from checks.twin.nvidia.binaries.webhook import resolve_service
+
+        api = self.api
+        WebhookAdmission(api, lambda ns, name, port: resolve_service(api, ns, name, port)).install()
 
     def _register_nvidia(self, node: str) -> None:
         """Let the kubelet run the driver image's emulated binaries and tell them the node's virtual GPUs."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import socket
 import ssl
 import uuid
 from collections.abc import Callable
@@ -79,6 +80,20 @@ def _rule_matches(rule: Obj, req: AdmissionRequest) -> bool:
         return False
     scope = rule.get("scope") or "*"
     return scope == "*" or (scope == "Namespaced") == req.rt.namespaced
+
+
+class _Connection(http.client.HTTPSConnection):
+    """An HTTPS connection to one address that verifies the certificate for another name (SNI + hostname check):
+    the service's DNS name while the bytes go to the loopback port the resolver found."""
+
+    server_name: str | None = None
+
+    def connect(self) -> None:
+        if self.server_name is None:
+            super().connect()
+            return
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.server_name)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -148,8 +163,8 @@ class WebhookAdmission:
         cc = hook.get("clientConfig") or {}
         review = self.review(req)
         try:
-            url = self._url(cc, timeout)
-            resp = self._post(url, cc.get("caBundle"), review, timeout)
+            url, server_name = self._url(cc, timeout)
+            resp = self._post(url, cc.get("caBundle"), review, timeout, server_name=server_name)
         except WebhookCallError as exc:
             if (hook.get("failurePolicy") or "Fail") == "Ignore":
                 return
@@ -196,14 +211,17 @@ class WebhookAdmission:
                     f"{svc.get('path') or ''}")
         return f"{base}{'&' if '?' in base else '?'}timeout={timeout}s"
 
-    def _url(self, cc: Obj, timeout: int) -> str:
+    def _url(self, cc: Obj, timeout: int) -> tuple[str, str | None]:
+        """Where to connect, and the TLS server name to verify (``<svc>.<ns>.svc`` for a service reference,
+        as the apiserver's webhook client does; the URL's own host otherwise)."""
         if cc.get("url"):
-            return str(cc["url"])
+            return str(cc["url"]), None
         svc = cc.get("service") or {}
         hostport = self.resolver(str(svc.get("namespace")), str(svc.get("name")), int(svc.get("port") or 443))
-        return f"https://{hostport}{svc.get('path') or ''}"
+        return f"https://{hostport}{svc.get('path') or ''}", f"{svc.get('name')}.{svc.get('namespace')}.svc"
 
-    def _post(self, url: str, ca_bundle: str | None, review: Obj, timeout: int) -> Obj:
+    def _post(self, url: str, ca_bundle: str | None, review: Obj, timeout: int, *,
+              server_name: str | None = None) -> Obj:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise WebhookCallError(f"webhook URL must use https: {url}")
@@ -212,7 +230,8 @@ class WebhookAdmission:
         except (ValueError, OSError, ssl.SSLError) as exc:
             raise WebhookCallError(f"invalid caBundle: {exc}") from exc
         path = (parts.path or "/") + f"?timeout={timeout}s" + (f"&{parts.query}" if parts.query else "")
-        conn = http.client.HTTPSConnection(parts.hostname, parts.port or 443, timeout=timeout, context=ctx)
+        conn = _Connection(parts.hostname, parts.port or 443, timeout=timeout, context=ctx)
+        conn.server_name = server_name
         try:
             conn.request("POST", path, body=json.dumps(review).encode(),
                          headers={"Content-Type": "application/json", "Accept": "application/json"})

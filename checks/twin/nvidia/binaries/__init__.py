@@ -184,6 +184,17 @@ def run_controller(ctx: ContainerContext) -> int:
     return run_election(ctx, cfg, lambda lines: _write(ctx, lines, verbosity))
 
 
+def _run_webhook(ctx: ContainerContext) -> int:
+    """``webhook``: gates parsed (never validated, §3.3), then serve until stopped (:mod:`.webhook`)."""
+    from checks.twin.nvidia.binaries.webhook import run_webhook
+
+    started = _start(ctx, names.BIN_WEBHOOK)
+    if isinstance(started, int):
+        return started
+    gates, verbosity = started
+    return run_webhook(ctx, gates, lambda lines: _write(ctx, lines, verbosity))
+
+
 def _prestart(ctx: ContainerContext) -> int:
     """``kubelet-plugin-prestart.sh``: succeeds when the node has a driver (``nvidia-smi --version`` works)."""
     if not node_gpus(ctx.env.get("NODE_NAME") or ctx.node_name):
@@ -197,7 +208,7 @@ PROGRAMS: dict[str, EmulatedProgram] = {
     names.BIN_GPU_PLUGIN: run_gpu_plugin,
     names.BIN_CD_PLUGIN: _idle(names.BIN_CD_PLUGIN),
     names.BIN_CONTROLLER: run_controller,
-    names.BIN_WEBHOOK: _idle(names.BIN_WEBHOOK),
+    names.BIN_WEBHOOK: lambda ctx: _run_webhook(ctx),
     "kubelet-plugin-prestart.sh": _prestart,
     CONTROL_BINARY: run_mps_control,
 }
