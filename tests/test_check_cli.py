@@ -35,10 +35,7 @@ from checks.twin.nvidia import chart_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-KNOWN_TWIN_GAPS: dict[str, str] = {
-    "test_sharing.py::test_mps_two_containers_share":
-        "the twin's gpu-kubelet-plugin does not start an mps-control-daemon Deployment (nvidia-dra-driver.md §12.5)",
-}
+KNOWN_TWIN_GAPS: dict[str, str] = {}
 """Checks that fail on the twin because the twin is not yet faithful, with what is missing. Strict both ways:
 any other failure fails the test, and a listed check that passes must be removed from this list. Keys are
 node-id suffixes (pytest's node ids depend on its rootdir)."""

@@ -7,9 +7,12 @@ patches and deletes them on any cluster without per-kind method names, custom re
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
 from checks.kube.retry import call_with_retry
@@ -169,3 +172,35 @@ def pod_log(cluster: Cluster, namespace: str, pod: str, container: str | None = 
         query.append(("tailLines", str(tail_lines)))
     out = request(cluster, "GET", BY_PLURAL["pods"].path(namespace, pod, "log"), query=query)
     return out if isinstance(out, str) else json.dumps(out)
+
+
+def log_until(cluster: Cluster, namespace: str, pod: str, container: str | None, until: Callable[[str], bool], *,
+              timeout: float) -> str:
+    """Follow a container's log (``follow=true``) until ``until(text)`` holds or the stream ends; return the text.
+
+    A pod is Ready as soon as its containers start (no readiness probe), which can be before the workload has
+    printed anything; following the log stream waits for the output itself instead of sleeping. Raises
+    :class:`TimeoutError` naming the pod and what was read when ``timeout`` passes first.
+    """
+    deadline = time.monotonic() + timeout
+    text = ""
+    kwargs: dict[str, Any] = {"follow": True, "_preload_content": False,
+                              "_request_timeout": (10.0, max(1.0, timeout))}
+    if container:
+        kwargs["container"] = container
+    resp: Any = cluster.core.read_namespaced_pod_log(pod, namespace, **kwargs)
+    try:
+        for chunk in resp.stream(4096, decode_content=True):
+            text += chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else str(chunk)
+            if until(text):
+                return text
+            if time.monotonic() > deadline:
+                break
+    except (urllib3.exceptions.ReadTimeoutError, urllib3.exceptions.ProtocolError):
+        pass
+    finally:
+        resp.release_conn()
+    if until(text):
+        return text
+    where = f"{namespace}/{pod}" + (f" container {container}" if container else "")
+    raise TimeoutError(f"timed out after {timeout:g}s waiting for the log of {where}; read so far: {text[-300:]!r}")

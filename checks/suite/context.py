@@ -40,6 +40,10 @@ def mig_uuids(text: str) -> list[str]:
     return [u for u in smi_uuids(text) if u.startswith("MIG-")]
 
 
+def _has_line(text: str) -> bool:
+    return "\n" in text
+
+
 def unschedulable(pod: Obj) -> bool:
     """``PodScheduled=False`` with reason ``Unschedulable`` (kubernetes-dra.md §4.2)."""
     for cond in (pod.get("status") or {}).get("conditions") or []:
@@ -138,7 +142,13 @@ class CheckContext:
                        label_selector=label_selector, timeout=self.timeout(timeout))
 
     # -- what workloads saw ----------------------------------------------------------------------------------
-    def logs(self, pod: str, container: str | None = None) -> str:
+    def logs(self, pod: str, container: str | None = None, *, timeout: float = 30) -> str:
+        """The container's output once it has printed at least one whole line (or ended).
+
+        Waiting on the followed log stream rather than reading once closes a race real clusters have too: a
+        pod is Ready when its containers start, possibly before ``nvidia-smi -L`` has printed.
+        """
+        K.log_until(self.cluster, self.namespace, pod, container, _has_line, timeout=self.timeout(timeout))
         return K.pod_log(self.cluster, self.namespace, pod, container)
 
     def uuids(self, pod: str, container: str | None = None) -> list[str]:
