@@ -9,7 +9,6 @@ for its own machinery.
 from __future__ import annotations
 
 import builtins
-import copy
 import datetime as dt
 import random
 import threading
@@ -22,7 +21,7 @@ from checks.twin.api import errors as E
 from checks.twin.api.errors import ApiError, Cause
 from checks.twin.api.resources import Registry, ResourceType, core, default_registry
 from checks.twin.api.selectors import matcher
-from checks.twin.api.store import Obj, Store, StoreEvent, Subscription, TooOld
+from checks.twin.api.store import Obj, Store, StoreEvent, Subscription, TooOld, clone
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -114,7 +113,7 @@ class Watch:
         self.last_rv = str(ev.rv)
         if out is None:
             return None
-        return WatchEvent(out, copy.deepcopy(ev.obj) if self._copy else ev.obj)
+        return WatchEvent(out, clone(ev.obj) if self._copy else ev.obj)
 
     def next(self, timeout: float | None = None) -> WatchEvent | None:
         """The next matching event, or None if none arrived within ``timeout`` (or the watch stopped)."""
@@ -160,12 +159,24 @@ def _meta(obj: Obj) -> dict[str, Any]:
     return m
 
 
-def _strip_volatile(obj: Obj) -> Obj:
-    o = copy.deepcopy(obj)
-    m = o.get("metadata", {})
-    for k in ("resourceVersion", "managedFields", "generation"):
-        m.pop(k, None)
-    return o
+_VOLATILE_META = frozenset({"resourceVersion", "managedFields", "generation"})
+
+
+def _same_but_volatile(a: Obj, b: Obj) -> bool:
+    """Whether two objects are equal apart from metadata the server itself maintains (a no-op write).
+
+    Compares in place instead of stripping copies: this runs on every update.
+    """
+    if a.keys() != b.keys():
+        return False
+    for k, v in a.items():
+        if k != "metadata" and v != b[k]:
+            return False
+    ma, mb = a.get("metadata", {}), b.get("metadata", {})
+    if not (isinstance(ma, dict) and isinstance(mb, dict)):
+        return bool(ma == mb)
+    keys = ma.keys() - _VOLATILE_META
+    return keys == mb.keys() - _VOLATILE_META and all(ma[k] == mb[k] for k in keys)
 
 
 class Api:
@@ -269,7 +280,7 @@ class Api:
     # -- create --------------------------------------------------------------------------------------
     def create(self, rt: ResourceType, namespace: str | None, obj: Obj, *, dry_run: bool = False,
                field_manager: str | None = None) -> Obj:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         if not isinstance(obj, dict):
             raise E.bad_request("the body of the request must be an object")
         obj["apiVersion"] = rt.api_version
@@ -311,7 +322,7 @@ class Api:
                     return obj
                 meta["resourceVersion"] = str(self.store.next_rv())
                 self.store.put(rt.key, obj, event="ADDED")
-                return copy.deepcopy(obj)
+                return clone(obj)
         raise E.already_exists(rt, str(meta["name"]))  # pragma: no cover
 
     # -- read ----------------------------------------------------------------------------------------
@@ -319,7 +330,7 @@ class Api:
         obj = self.store.get(rt.key, namespace or "" if rt.namespaced else "", name)
         if obj is None:
             raise E.not_found(rt, name)
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def try_get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
         try:
@@ -333,14 +344,14 @@ class Api:
              field_selector: str | None = None, copy_objects: bool = True) -> tuple[builtins.list[Obj], str]:
         match = matcher(rt, label_selector, field_selector)
         items, rv = self.store.list(rt.key, namespace if rt.namespaced else None)
-        out = [copy.deepcopy(o) if copy_objects else o for o in items if match(o)]
+        out = [clone(o) if copy_objects else o for o in items if match(o)]
         return out, str(rv)
 
     # -- update --------------------------------------------------------------------------------------
     def update(self, rt: ResourceType, namespace: str | None, name: str, obj: Obj, *,
                subresource: str | None = None, field_manager: str | None = None, dry_run: bool = False,
                _operation: str = "Update") -> Obj:
-        obj = copy.deepcopy(obj)
+        obj = clone(obj)
         ns = namespace or "" if rt.namespaced else ""
         if rt.namespaced:
             ns = self._check_namespace_arg(rt, namespace, obj)
@@ -372,7 +383,7 @@ class Api:
 
     def _merge_for_update(self, rt: ResourceType, old: Obj, obj: Obj, subresource: str | None) -> Obj:
         if subresource == "status":
-            new = copy.deepcopy(old)
+            new = clone(old)
             if "status" in obj:
                 new["status"] = obj["status"]
             else:
@@ -393,7 +404,7 @@ class Api:
                 meta.pop(k, None)
         if "status" in rt.subresources and rt.status_resets_spec:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = clone(old["status"])
             else:
                 new.pop("status", None)
         if ometa.get("deletionTimestamp"):
@@ -408,8 +419,8 @@ class Api:
     def _commit_update(self, rt: ResourceType, old: Obj, new: Obj, manager: str | None, dry_run: bool,
                        operation: str) -> Obj:
         meta = new["metadata"]
-        if _strip_volatile(old) == _strip_volatile(new):
-            return copy.deepcopy(old)  # no-op update: no new resourceVersion, no event
+        if _same_but_volatile(old, new):
+            return clone(old)  # no-op update: no new resourceVersion, no event
         if rt.tracks_generation or rt.key == "/pods":
             if old.get("spec") != new.get("spec"):
                 meta["generation"] = int(old["metadata"].get("generation", 1)) + 1
@@ -428,7 +439,7 @@ class Api:
             self.store.remove(rt.key, new)
         else:
             self.store.put(rt.key, new, event="MODIFIED", old=old)
-        return copy.deepcopy(new)
+        return clone(new)
 
     def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None,
              annotations: dict[str, str] | None = None, dry_run: bool = False) -> Obj:
@@ -454,7 +465,7 @@ class Api:
             if bound:
                 raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on pods/binding "{name}": pod '
                                f'{name} is already assigned to node "{bound}"', {"name": name, "kind": "pods/binding"})
-            new = copy.deepcopy(cur)
+            new = clone(cur)
             new.setdefault("spec", {})["nodeName"] = node_name
             if annotations:
                 new["metadata"].setdefault("annotations", {}).update(annotations)
@@ -498,7 +509,7 @@ class Api:
                         applied["metadata"]["namespace"] = ns
                     created = self.create(rt, ns or None, applied, dry_run=dry_run)
                     return created, True
-                base = copy.deepcopy(old)
+                base = clone(old)
                 new, conflicts = P.server_side_apply(base, body, manager=field_manager, force=force,
                                                      schema=P.schema_for(rt.api_version, rt.kind), now=self.now(),
                                                      subresource=subresource,
@@ -509,7 +520,7 @@ class Api:
             else:
                 if old is None:
                     raise E.not_found(rt, name)
-                base = copy.deepcopy(old)
+                base = clone(old)
                 try:
                     if patch_type == JSON_PATCH:
                         new = P.json_patch(base, body)
@@ -567,7 +578,7 @@ class Api:
             cur = self.store.get(rt.key, ns, name)
             if cur is None:
                 raise E.not_found(rt, name)
-            new = copy.deepcopy(cur)
+            new = clone(cur)
             meta = new["metadata"]
             fins = list(meta.get("finalizers") or [])
             policy = propagation_policy
@@ -590,7 +601,7 @@ class Api:
                 if meta.get("deletionTimestamp"):
                     prev = int(meta.get("deletionGracePeriodSeconds") or 0)
                     if grace >= prev:
-                        return copy.deepcopy(cur) if not fins or fins == cur["metadata"].get("finalizers") \
+                        return clone(cur) if not fins or fins == cur["metadata"].get("finalizers") \
                             else self._write_deleting(rt, cur, new, dry_run)
                 meta["deletionTimestamp"] = rfc3339(self.clock.now() + dt.timedelta(seconds=grace))
                 meta["deletionGracePeriodSeconds"] = grace
@@ -607,18 +618,18 @@ class Api:
     def _write_deleting(self, rt: ResourceType, old: Obj, new: Obj, dry_run: bool) -> Obj:
         if dry_run:
             return new
-        if _strip_volatile(old) == _strip_volatile(new):
-            return copy.deepcopy(old)
+        if _same_but_volatile(old, new):
+            return clone(old)
         new["metadata"]["resourceVersion"] = str(self.store.next_rv())
         self.store.put(rt.key, new, event="MODIFIED", old=old)
-        return copy.deepcopy(new)
+        return clone(new)
 
     def _remove(self, rt: ResourceType, obj: Obj, dry_run: bool) -> Obj:
         if dry_run:
             return obj
         obj["metadata"]["resourceVersion"] = str(self.store.next_rv())
         self.store.remove(rt.key, obj)
-        return copy.deepcopy(obj)
+        return clone(obj)
 
     def delete_collection(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None,
                           field_selector: str | None = None, grace_period_seconds: int | None = None,
@@ -669,7 +680,7 @@ class Api:
                 if existing is not None:
                     ev = self.store.get(evs.key, existing[0], existing[1])
                     if ev is not None:
-                        ev = copy.deepcopy(ev)
+                        ev = clone(ev)
                         ev["count"] = int(ev.get("count", 1)) + 1
                         ev["lastTimestamp"] = rfc3339(now)
                         ev["metadata"].pop("resourceVersion", None)

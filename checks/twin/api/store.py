@@ -9,11 +9,12 @@ rules) live in :mod:`checks.twin.api.core`; this module only stores and fans out
 from __future__ import annotations
 
 import builtins
+import copy
 import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 Obj = dict[str, Any]
 NsName = tuple[str, str]
@@ -28,6 +29,31 @@ class StoreEvent:
     key: str
     obj: Obj
     old: Obj | None = None
+
+
+_T = TypeVar("_T")
+_ATOMIC = frozenset({str, int, float, bool, type(None)})
+
+
+def clone(obj: _T) -> _T:
+    """A deep copy of a JSON-shaped value, several times faster than :func:`copy.deepcopy`.
+
+    Why: every read and write of the API copies whole objects (the store's dicts are shared and must never be
+    mutated by callers), and ``copy.deepcopy``'s memo and dispatch made those copies the twin's largest cost
+    with a thousand pods. Plain dicts, lists and scalars are copied directly; anything else (a subclass, a
+    set, a datetime someone stored) goes through ``copy.deepcopy`` so the result is still fully independent.
+    Unlike ``deepcopy`` a sub-object referenced twice is copied twice, which JSON values never notice.
+    """
+    t = type(obj)
+    if t is dict:
+        d = cast("dict[Any, Any]", obj)
+        return cast(_T, {k: v if type(v) in _ATOMIC else clone(v) for k, v in d.items()})
+    if t is list:
+        lst = cast("list[Any]", obj)
+        return cast(_T, [v if type(v) in _ATOMIC else clone(v) for v in lst])
+    if t in _ATOMIC:
+        return obj
+    return copy.deepcopy(obj)
 
 
 class TooOld(Exception):

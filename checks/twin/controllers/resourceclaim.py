@@ -75,7 +75,8 @@ class ResourceClaimController:
 
     def start(self) -> list[threading.Thread]:
         for rt in (PODS, CLAIMS):
-            w = self.api.watch(rt)
+            # Events only mark the controller dirty: no per-event copy of the object.
+            w = self.api.watch(rt, copy_objects=False)
             self._watches.append(w)
             self._threads.append(threading.Thread(target=self._watch_loop, args=(w,), daemon=True,
                                                   name=f"resourceclaim-watch-{rt.plural}"))
@@ -117,11 +118,13 @@ class ResourceClaimController:
     # -- reconcile -------------------------------------------------------------------------------------
 
     def sync_all(self) -> None:
+        # The store's own objects, uncopied: a full pass over a thousand pods must not deep-copy each one
+        # (the sync functions only read them and copy before any change).
         with self._lock:
-            pods, _ = self.api.list(PODS)
+            pods, _ = self.api.list(PODS, copy_objects=False)
             for pod in pods:
                 self._sync_pod(pod)
-            claims, _ = self.api.list(CLAIMS)
+            claims, _ = self.api.list(CLAIMS, copy_objects=False)
             for claim in claims:
                 self._sync_claim(claim)
 
@@ -159,7 +162,7 @@ class ResourceClaimController:
     def _find_or_create(self, pod: Obj, pod_claim: str, template: str) -> str | None:
         md = _meta(pod)
         ns = str(md.get("namespace"))
-        claims, _ = self.api.list(CLAIMS, ns)
+        claims, _ = self.api.list(CLAIMS, ns, copy_objects=False)
         for c in claims:
             if _owner_pod_uid(c) == md.get("uid") and (_meta(c).get("annotations") or {}).get(
                     POD_CLAIM_ANNOTATION) == pod_claim:

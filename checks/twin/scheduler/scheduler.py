@@ -26,6 +26,7 @@ from typing import Any
 from checks.twin.api.core import Api
 from checks.twin.api.errors import ApiError
 from checks.twin.api.resources import ResourceType, core
+from checks.twin.api.store import clone
 from checks.twin.scheduler.dra.allocator import (
     AllocatedState,
     AllocatorCache,
@@ -152,6 +153,7 @@ class Scheduler:
         self._watches: list[Any] = []
         self._backoff: dict[str, tuple[float, float]] = {}  # pod uid -> (retry at, current backoff)
         self._last_pass = 0.0
+        self._used: dict[str, dict[str, Fraction]] = {}
         self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -159,7 +161,8 @@ class Scheduler:
     def start(self) -> list[threading.Thread]:
         """Start the watch threads and the scheduling loop; returns the threads (daemon)."""
         for rt in (PODS, NODES, CLAIMS, SLICES, CLASSES):
-            w = self.api.watch(rt)
+            # Events only mark the scheduler dirty (read-only relevance test): no per-event copy.
+            w = self.api.watch(rt, copy_objects=False)
             self._watches.append(w)
             t = threading.Thread(target=self._watch_loop, args=(rt, w), name=f"scheduler-watch-{rt.plural}",
                                  daemon=True)
@@ -221,8 +224,11 @@ class Scheduler:
         """Try every pending pod once, oldest first; returns how many were bound."""
         with self._lock:
             self._last_pass = self.api.monotonic()
-            pods, _ = self.api.list(PODS)
-            pending = [p for p in pods if self._wants_scheduling(p)]
+            # Scan the store's objects uncopied and copy only the pods this pass will try: with a
+            # thousand bound pods a copied list per pass dominated the twin's CPU time.
+            pods, _ = self.api.list(PODS, copy_objects=False)
+            pending = [clone(p) for p in pods if self._wants_scheduling(p)]
+            self._used = self._used_resources(pods)
             pending.sort(key=lambda p: (-(int((p.get("spec") or {}).get("priority") or 0)),
                                         str(_meta(p).get("creationTimestamp", "")), _key(p)))
             bound = 0
@@ -351,7 +357,7 @@ class Scheduler:
             state = AllocatedState.from_claims(all_claims)
         results: dict[str, _NodeResult] = {}
         ext_by_node: dict[str, Obj | None] = {}
-        used = self._used_resources()
+        used = self._used
         for node in nodes:
             name = str(_meta(node).get("name"))
             r = self._filter(pod, node, used.get(name, {}), claims, pending, ext_reqs, slices, classes, state,
@@ -417,18 +423,27 @@ class Scheduler:
             return True
         return False
 
-    def _used_resources(self) -> dict[str, dict[str, Fraction]]:
-        pods, _ = self.api.list(PODS)
+    def _used_resources(self, pods: list[Obj]) -> dict[str, dict[str, Fraction]]:
+        """Requests of the bound, unfinished pods per node: the pass's snapshot (kube-scheduler's cache).
+
+        Computed once per pass; :meth:`_bind` adds each pod it binds (the real scheduler's "assume"), so a
+        pass costs O(pods) instead of O(pods) per pending pod. Pods bound or finished by others during the
+        pass are seen by the next pass, which their watch events trigger.
+        """
         used: dict[str, dict[str, Fraction]] = {}
         for p in pods:
             node = (p.get("spec") or {}).get("nodeName")
             if not node or (p.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
-            acc = used.setdefault(node, {})
-            for k, v in _pod_requests(p).items():
-                acc[k] = acc.get(k, Fraction(0)) + v
-            acc["pods"] = acc.get("pods", Fraction(0)) + 1
+            self._assume(used, str(node), p)
         return used
+
+    @staticmethod
+    def _assume(used: dict[str, dict[str, Fraction]], node: str, pod: Obj) -> None:
+        acc = used.setdefault(node, {})
+        for k, v in _pod_requests(pod).items():
+            acc[k] = acc.get(k, Fraction(0)) + v
+        acc["pods"] = acc.get("pods", Fraction(0)) + 1
 
     def _filter(self, pod: Obj, node: Obj, used: dict[str, Fraction], claims: list[Obj], pending: list[Obj],
                 ext_reqs: list[tuple[int, str, str, str, int]], slices: list[Obj], classes: dict[str, Obj],
@@ -571,6 +586,7 @@ class Scheduler:
             return
         cur["spec"]["nodeName"] = node_name
         self.api.update(PODS, ns, str(_meta(cur).get("name")), cur)
+        self._assume(self._used, node_name, cur)
         self._set_condition(cur, "True", None, None)
         self.api.record_event(cur, "Scheduled", f"Successfully assigned {ns}/{_meta(cur).get('name')} to {node_name}",
                               component=_COMPONENT)
