@@ -83,8 +83,8 @@ def resource_for(obj_or_plural: Obj | str) -> Resource:
 
 
 def request(cluster: Cluster, method: str, path: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
-            content_type: str = "application/json") -> Any:
-    """One REST call; returns the decoded JSON (or text for non-JSON answers)."""
+            content_type: str = "application/json", raw: bool = False) -> Any:
+    """One REST call; returns the decoded JSON, or the body text when ``raw`` (logs are text, not JSON)."""
     headers = {"Accept": "application/json", "Content-Type": content_type}
 
     def go() -> Any:
@@ -97,6 +97,8 @@ def request(cluster: Cluster, method: str, path: str, *, body: Any = None, query
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")
         if resp.status >= 400:
             raise ApiException(status=resp.status, reason=resp.reason, body=text)
+        if raw:
+            return text
         try:
             return json.loads(text) if text else None
         except ValueError:
@@ -170,8 +172,7 @@ def pod_log(cluster: Cluster, namespace: str, pod: str, container: str | None = 
         query.append(("previous", "true"))
     if tail_lines is not None:
         query.append(("tailLines", str(tail_lines)))
-    out = request(cluster, "GET", BY_PLURAL["pods"].path(namespace, pod, "log"), query=query)
-    return out if isinstance(out, str) else json.dumps(out)
+    return str(request(cluster, "GET", BY_PLURAL["pods"].path(namespace, pod, "log"), query=query, raw=True))
 
 
 def log_until(cluster: Cluster, namespace: str, pod: str, container: str | None, until: Callable[[str], bool], *,

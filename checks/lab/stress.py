@@ -77,7 +77,8 @@ def run_stress(ws: Workspace, *, pods: int, iterations: int, timeout_s: float) -
             W.wait_pods_ready(ws.cluster, ws.namespace, selector, count=pods, timeout=timeout_s)
         seen: set[str] = set()
         for s in timeline.samples():
-            log = O.pod_log(ws.cluster, ws.namespace, s.name)
+            # Ready can precede the first output line: follow the log until nvidia-smi's line is there.
+            log = O.log_until(ws.cluster, ws.namespace, s.name, None, lambda t: "\n" in t, timeout=timeout_s)
             uuids = smi_uuids(log)
             seen.update(uuids)
             if len(uuids) != 1:
