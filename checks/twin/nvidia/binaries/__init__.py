@@ -138,17 +138,44 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         # so the kubelet's slice wiping after the previous instance deregistered cannot hit the new slices.
         ctx.register_dra_plugin(names.GPU_DRIVER, plugin)
         existing = api_client.sanitize_for_serialization(
-            resource.list_resource_slice(field_selector=f"spec.nodeName={node}")
+            resource.list_resource_slice(field_selector=f"spec.nodeName={node},spec.driver={names.GPU_DRIVER}")
         )
-        for old in existing.get("items") or []:
-            if old["spec"]["driver"] == names.GPU_DRIVER:
-                resource.delete_resource_slice(str(old["metadata"]["name"]))
-        for body in bodies:
-            resource.create_resource_slice(cast(Any, body))
+        reconcile_slices(resource, list(existing.get("items") or []), bodies)
         _write(ctx, lines, verbosity)
         ctx.stop.wait()
         _write(ctx, [logs.shutdown()], verbosity)
         return 0
+
+
+def _pool_free(spec: dict[str, Any]) -> dict[str, Any]:
+    out = dict(spec)
+    out["pool"] = {k: v for k, v in (spec.get("pool") or {}).items() if k != "generation"}
+    return out
+
+
+def reconcile_slices(resource: Any, existing: list[dict[str, Any]], desired: list[dict[str, Any]]) -> None:
+    """Make the node's slices of this driver equal ``desired`` the way the DRA helper's ResourceSlice controller
+    does: unchanged slices are left alone (a restarted plugin with the same devices writes nothing), changed ones
+    are updated in place under a new pool generation, extra ones deleted, missing ones created — so consumers
+    never see the pool vanish while a plugin restarts."""
+    existing = sorted(existing, key=lambda o: str(o["metadata"]["name"]))
+    if len(existing) == len(desired) and all(
+            _pool_free(e.get("spec") or {}) == _pool_free(d["spec"]) for e, d in zip(existing, desired, strict=True)):
+        return
+    generation = 1 + max((int(((e.get("spec") or {}).get("pool") or {}).get("generation") or 0) for e in existing),
+                         default=0)
+    for i, body in enumerate(desired):
+        body["spec"]["pool"]["generation"] = generation
+        if i < len(existing):
+            cur = existing[i]
+            resource.replace_resource_slice(str(cur["metadata"]["name"]), cast(Any, {
+                "apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+                "metadata": {**cur["metadata"], "ownerReferences": body["metadata"].get("ownerReferences")},
+                "spec": body["spec"]}))
+        else:
+            resource.create_resource_slice(cast(Any, body))
+    for extra in existing[len(desired):]:
+        resource.delete_resource_slice(str(extra["metadata"]["name"]))
 
 
 def _idle(component: str) -> EmulatedProgram:
