@@ -26,6 +26,7 @@ from typing import Any
 from checks.twin.api.core import Api
 from checks.twin.api.errors import ApiError
 from checks.twin.api.resources import core
+from checks.twin.passloop import PassLoop
 
 __all__ = ["POD_CLAIM_ANNOTATION", "ResourceClaimController", "generate_name"]
 
@@ -67,53 +68,14 @@ class ResourceClaimController:
 
     def __init__(self, api: Api) -> None:
         self.api = api
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._watches: list[Any] = []
+        self._loop = PassLoop(api, "resourceclaim-controller", (PODS, CLAIMS), self.sync_all, error_delay_s=0.2)
         self._lock = threading.Lock()
 
     def start(self) -> list[threading.Thread]:
-        for rt in (PODS, CLAIMS):
-            # Events only mark the controller dirty: no per-event copy of the object.
-            w = self.api.watch(rt, copy_objects=False)
-            self._watches.append(w)
-            self._threads.append(threading.Thread(target=self._watch_loop, args=(w,), daemon=True,
-                                                  name=f"resourceclaim-watch-{rt.plural}"))
-        self._threads.append(threading.Thread(target=self._loop, daemon=True, name="resourceclaim-controller"))
-        for t in self._threads:
-            t.start()
-        self._dirty.set()
-        return list(self._threads)
+        return self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._dirty.set()
-        for w in self._watches:
-            w.stop()
-        for t in self._threads:
-            t.join(timeout=5)
-
-    def _watch_loop(self, w: Any) -> None:
-        while not self._stop.is_set():
-            ev = w.next(0.5)
-            if ev is None:
-                if w.stopped:
-                    return
-                continue
-            self._dirty.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._dirty.wait(5.0)
-            if self._stop.is_set():
-                return
-            self._dirty.clear()
-            try:
-                self.sync_all()
-            except Exception:  # a controller keeps running; the next event retries
-                self._stop.wait(0.2)
-                self._dirty.set()
+        self._loop.stop()
 
     # -- reconcile -------------------------------------------------------------------------------------
 

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from checks.twin.api.core import Api
+from checks.twin.api.core import Api, WatchEvent
 from checks.twin.api.errors import ApiError
 from checks.twin.api.resources import ResourceType, core
 from checks.twin.api.store import clone
+from checks.twin.passloop import PassLoop
 from checks.twin.scheduler.dra.allocator import (
     AllocatedState,
     AllocatorCache,
@@ -147,10 +148,8 @@ class Scheduler:
         self.api = api
         self.settings = settings or SchedulerSettings()
         self.cache = AllocatorCache()
-        self._dirty = threading.Event()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._watches: list[Any] = []
+        self._loop = PassLoop(api, "scheduler", (PODS, NODES, CLAIMS, SLICES, CLASSES), self.schedule_pending,
+                              relevant=self._event_relevant, next_wait=self._next_due)
         self._backoff: dict[str, tuple[float, float]] = {}  # pod uid -> (retry at, current backoff)
         self._last_pass = 0.0
         self._used: dict[str, dict[str, Fraction]] = {}
@@ -160,37 +159,13 @@ class Scheduler:
 
     def start(self) -> list[threading.Thread]:
         """Start the watch threads and the scheduling loop; returns the threads (daemon)."""
-        for rt in (PODS, NODES, CLAIMS, SLICES, CLASSES):
-            # Events only mark the scheduler dirty (read-only relevance test): no per-event copy.
-            w = self.api.watch(rt, copy_objects=False)
-            self._watches.append(w)
-            t = threading.Thread(target=self._watch_loop, args=(rt, w), name=f"scheduler-watch-{rt.plural}",
-                                 daemon=True)
-            self._threads.append(t)
-        self._threads.append(threading.Thread(target=self._loop, name="scheduler", daemon=True))
-        for t in self._threads:
-            t.start()
-        self._dirty.set()
-        return list(self._threads)
+        return self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._dirty.set()
-        for w in self._watches:
-            w.stop()
-        for t in self._threads:
-            t.join(timeout=5)
+        self._loop.stop()
 
-    def _watch_loop(self, rt: ResourceType, w: Any) -> None:
-        while not self._stop.is_set():
-            ev = w.next(0.5)
-            if ev is None:
-                if w.stopped:
-                    return
-                continue
-            if rt is PODS and ev.type == "MODIFIED" and not self._pod_change_relevant(ev.object):
-                continue
-            self._dirty.set()
+    def _event_relevant(self, rt: ResourceType, ev: WatchEvent) -> bool:
+        return not (rt is PODS and ev.type == "MODIFIED" and not self._pod_change_relevant(ev.object))
 
     def _pod_change_relevant(self, pod: Obj) -> bool:
         # Our own condition/event writes must not retrigger a pass; a pending pod's spec or its
@@ -198,19 +173,6 @@ class Scheduler:
         st = pod.get("status") or {}
         return not (pod.get("spec") or {}).get("nodeName") or st.get("phase") in ("Succeeded", "Failed") or bool(
             _meta(pod).get("deletionTimestamp"))
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            timeout = self._next_due()
-            self._dirty.wait(timeout)
-            if self._stop.is_set():
-                return
-            self._dirty.clear()
-            try:
-                self.schedule_pending()
-            except Exception:  # keep the scheduler alive like the real one; the next event retries
-                self._dirty.set()
-                self._stop.wait(0.5)
 
     def _next_due(self) -> float:
         now = self.api.monotonic()
@@ -419,7 +381,7 @@ class Scheduler:
                                 subresource="status")
             except ApiError:
                 return False
-            self._dirty.set()
+            self._loop.mark_dirty()
             return True
         return False
 
