@@ -81,7 +81,7 @@ def open_target(*, kubeconfig: Path | None = None, context: str | None = None, t
     inst_obj = load_instance(twin or instance or "gpu_1x_a10")
     from checks.twin.cluster import Twin
     from checks.twin.cluster import TwinOptions as TwinBuild
-    from checks.twin.nvidia import chart_path  # type: ignore[attr-defined,unused-ignore]
+    from checks.twin.nvidia import chart_path
 
     opts = twin_options or TwinOptions()
     tw = Twin(inst_obj.instance_type, kube_version=opts.kube_version, run_dir=run_dir, port=opts.port,

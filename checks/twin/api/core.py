@@ -17,7 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from checks.twin.api import defaults as D
 from checks.twin.api import errors as E
+from checks.twin.api import patch as P
+from checks.twin.api import validation as V
 from checks.twin.api.errors import ApiError, Cause
 from checks.twin.api.resources import Registry, ResourceType, core, default_registry
 from checks.twin.api.selectors import matcher
@@ -212,23 +215,12 @@ class Api:
         return "".join(self._rand.choice(_NAME_CHARS) for _ in range(n))
 
     def _defaults(self, rt: ResourceType, obj: Obj) -> None:
-        try:
-            from checks.twin.api import defaults as D  # type: ignore[attr-defined,unused-ignore]
-
-            D.apply_defaults(rt.api_version, rt.kind, obj)
-        except ImportError:
-            pass
+        D.apply_defaults(rt.api_version, rt.kind, obj)
         for fn in self.defaulters.get(rt.key, ()):
             fn(obj)
 
     def _validate(self, rt: ResourceType, obj: Obj, old: Obj | None) -> None:
-        causes: list[Cause] = []
-        try:
-            from checks.twin.api import validation as V  # type: ignore[attr-defined,unused-ignore]
-
-            causes.extend(V.validate(rt.api_version, rt.kind, obj, old))
-        except ImportError:
-            pass
+        causes: list[Cause] = list(V.validate(rt.api_version, rt.kind, obj, old))
         for fn in self.validators.get(rt.key, ()):
             causes.extend(fn(obj, old))
         if causes:
@@ -253,16 +245,11 @@ class Api:
                               (Cause("NamespaceTerminating", f"namespace {req.namespace} is being terminated",
                                      "metadata.namespace"),))
 
-    def _managed_fields(self, rt: ResourceType, old: Obj | None, new: Obj, manager: str | None,
-                        operation: str = "Update") -> None:
+    def _managed_fields(self, rt: ResourceType, old: Obj | None, new: Obj, manager: str | None) -> None:
+        """Record ``manager``'s ownership of what a create/update wrote (apply records its own)."""
         if not manager:
             return
-        try:
-            from checks.twin.api import patch as P  # type: ignore[attr-defined,unused-ignore]
-
-            P.record_update(old, new, manager=manager, api_version=rt.api_version, now=self.now())
-        except (ImportError, AttributeError):
-            pass
+        P.record_update(old, new, manager=manager, api_version=rt.api_version, now=self.now())
 
     def _check_namespace_arg(self, rt: ResourceType, namespace: str | None, obj: Obj) -> str:
         meta = _meta(obj)
@@ -488,8 +475,6 @@ class Api:
     def patch(self, rt: ResourceType, namespace: str | None, name: str, patch_type: str, body: Any, *,
               subresource: str | None = None, field_manager: str | None = None, force: bool = False,
               dry_run: bool = False) -> tuple[Obj, bool]:
-        from checks.twin.api import patch as P  # type: ignore[attr-defined,unused-ignore]
-
         ns = namespace or "" if rt.namespaced else ""
         for _attempt in range(5):
             old = self.store.get(rt.key, ns, name)
@@ -708,8 +693,6 @@ class Api:
 
 
 def _apply_conflict(rt: ResourceType, name: str, conflicts: builtins.list[Any]) -> ApiError:
-    from checks.twin.api import patch as P  # type: ignore[attr-defined,unused-ignore]
-
     details: dict[str, Any] = {"name": name, "kind": rt.plural, "causes": P.conflict_causes(conflicts)}
     if rt.group:
         details["group"] = rt.group
