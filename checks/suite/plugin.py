@@ -283,6 +283,7 @@ class Suite:
 
 
 _SUITE_KEY = pytest.StashKey[Suite]()
+_PREV_SIGTERM = pytest.StashKey[Any]()
 
 
 def suite_of(config: pytest.Config) -> Suite:
@@ -307,7 +308,14 @@ def pytest_configure(config: pytest.Config) -> None:
     import threading
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        config.stash[_PREV_SIGTERM] = signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Give SIGTERM back: the suite may run in-process inside a longer job (``dra-lab run``)."""
+    prev = config.stash.get(_PREV_SIGTERM, None)
+    if prev is not None:
+        signal.signal(signal.SIGTERM, prev)
 
 
 def needs_of(item: pytest.Item) -> C.Needs:
