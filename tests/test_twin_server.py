@@ -238,7 +238,9 @@ def test_selectors_tables_and_binding(twin: tuple[ApiServer, Path, MemoryLogs], 
     status, _, out = _raw(srv, "POST", "/api/v1/namespaces/default/pods/s3/binding", binding)
     assert status == 409 and "already assigned" in json.loads(out)["message"]
     status, _, out = _raw(srv, "POST", "/api/v1/namespaces/default/pods/s1/exec?command=ls", b"{}")
-    assert status == 400 and "not supported" in json.loads(out)["message"]
+    assert status == 400 and "at least 1 of stdin, stdout, stderr" in json.loads(out)["message"]
+    status, _, out = _raw(srv, "POST", "/api/v1/namespaces/default/pods/s3/exec?command=ls&stdout=true", b"{}")
+    assert status == 400 and "no exec source is registered" in json.loads(out)["message"]
 
 
 def test_watch_resume_bookmark_and_delete_with_finalizers(k8s: client.ApiClient) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from checks.twin.api.core import Api
 from checks.twin.api.errors import ApiError
+from checks.twin.api.exec import ExecTarget
 from checks.twin.api.resources import core
 from checks.twin.api.server import ApiServer
 from checks.twin.controllers.base import SharedInformers
@@ -73,6 +74,22 @@ class _Logs:
         if k is None:
             return iter(())
         return k.follow(namespace, pod, container, offset=offset)
+
+
+class _Exec:
+    """The ``pods/exec`` source: the running container's env and work dir from the kubelet of the pod's node."""
+
+    def __init__(self, twin: Twin) -> None:
+        self._twin = twin
+
+    def exec_target(self, namespace: str, pod: str, container: str) -> ExecTarget | None:
+        obj = self._twin.api.try_get(core("pods"), namespace, pod)
+        node = (obj or {}).get("spec", {}).get("nodeName")
+        k = self._twin.kubelets.get(str(node)) if node else None
+        spec = k.exec_spec(namespace, pod, container) if k else None
+        if spec is None:
+            return None
+        return ExecTarget(env=dict(spec.env), work_dir=spec.work_dir, emulated=spec.program is not None)
 
 
 class Twin:
@@ -140,7 +157,8 @@ class Twin:
             with contextlib.suppress(ApiError):
                 api.create(core("namespaces"), None, {"metadata": {"name": ns}})
         if self.options.server:
-            self.server = ApiServer(api, port=self._port, kube_version=self.kube_version, log_source=_Logs(self))
+            self.server = ApiServer(api, port=self._port, kube_version=self.kube_version, log_source=_Logs(self),
+                                exec_source=_Exec(self))
             self.server.start()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.server.write_kubeconfig(self.kubeconfig)

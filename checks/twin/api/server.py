@@ -34,6 +34,7 @@ from checks.twin.api import discovery, openapi, protobuf
 from checks.twin.api import errors as E
 from checks.twin.api.core import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_PATCH, Api, rfc3339
 from checks.twin.api.errors import ApiError
+from checks.twin.api.exec import ExecSession, ExecTarget, accept_key, parse_request, pick_protocol
 from checks.twin.api.resources import BUILTIN, ResourceType
 from checks.twin.api.tls import ServingCert, make_serving_cert
 
@@ -108,6 +109,20 @@ class LogSource(Protocol):
         """New output after byte ``offset`` of what :meth:`read` returned, as chunks of whole timestamped
         lines; the iterator ends when the container ends. It should yield ``b""`` at least every second or so
         while idle, so the server notices a gone client or its own shutdown (it then calls ``close()``)."""
+        ...
+
+
+# -- exec ---------------------------------------------------------------------------------------------
+
+
+class ExecSource(Protocol):
+    """Where ``pods/exec`` learns how to run a command "in" a container; the kubelet implements it and the twin
+    registers it (like :class:`LogSource`). The server does the WebSocket and channel protocol itself
+    (:mod:`checks.twin.api.exec`)."""
+
+    def exec_target(self, namespace: str, pod: str, container: str) -> ExecTarget | None:
+        """Environment and working directory of the *running* instance of the container; None when it is not
+        running (the kubelet's ``container not found ("<name>")``)."""
         ...
 
 
@@ -215,7 +230,8 @@ class ApiServer:
 
     def __init__(self, api: Api, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  kube_version: str = "1.36", log_source: LogSource | None = None, crd_controller: bool = True,
-                 bookmark_interval: float = 10.0, max_watch_seconds: float = 1800.0) -> None:
+                 exec_source: ExecSource | None = None, bookmark_interval: float = 10.0,
+                 max_watch_seconds: float = 1800.0) -> None:
         try:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -228,6 +244,7 @@ class ApiServer:
         self.token = token or secrets.token_urlsafe(32)
         self.version = KubeVersion.parse(kube_version)
         self.log_source = log_source
+        self.exec_source = exec_source
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
         self._cert: ServingCert = make_serving_cert()
@@ -931,12 +948,62 @@ class _Handler(BaseHTTPRequestHandler):
                               "code": 201})
 
     def _sub_exec(self, rt: ResourceType, ns: str | None, name: str, q: dict[str, list[str]], body: bytes) -> None:
+        """``pods/exec`` over WebSocket (§8.8). Errors before the upgrade are plain HTTP Status answers, which
+        kubectl shows as ``error: unable to upgrade connection: <message>`` (after its SPDY fallback, which
+        gets the same answer)."""
         pod = self.api.get(rt, ns, name)
+        spec = pod.get("spec") or {}
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Succeeded", "Failed"):
             raise E.bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
-        raise E.bad_request("exec is not supported by the twin (kubectl exec / stream() need a real cluster; "
-                            "see docs/twin-fidelity.md)")
+        container = _q1(q, "container")
+        names = [str(c.get("name")) for c in spec.get("containers") or []]
+        others = [str(c.get("name")) for c in (spec.get("initContainers") or []) + (spec.get("ephemeralContainers")
+                                                                                  or [])]
+        if not container:
+            if len(names) != 1:
+                raise E.bad_request(f"a container name must be specified for pod {name}, choose one of: "
+                                    f"[{' '.join(names)}]")
+            container = names[0]
+        elif container not in names + others:
+            raise E.bad_request(f"container {container} is not valid for pod {name}")
+        if not spec.get("nodeName"):
+            raise E.bad_request(f"pod {name} does not have a host assigned")
+        req = parse_request(q)
+        if not req.argv:
+            raise E.bad_request("you must specify at least one command for the container")
+        if not (req.stdin or req.stdout or req.stderr):
+            raise E.bad_request("you must specify at least 1 of stdin, stdout, stderr")
+        src = self.twin.exec_source
+        if src is None:
+            raise E.bad_request(f'no exec source is registered with the twin for container "{container}" in pod '
+                                f'"{name}"')
+        target = src.exec_target(str(ns), name, container)
+        if target is None:
+            # The kubelet's answer for a container without a running instance (500, proxied by the apiserver).
+            raise ApiError(500, "InternalError", f'container not found ("{container}")')
+        if target.emulated:
+            raise E.bad_request(f'exec into emulated container "{container}" of pod "{name}" is not supported by '
+                                f'the twin (its programs run in-process; see docs/twin-fidelity.md)')
+        key = self.headers.get("Sec-WebSocket-Key")
+        upgrade = (self.headers.get("Upgrade") or "").lower()
+        if upgrade != "websocket" or not key:
+            raise E.bad_request("exec needs a WebSocket upgrade (Upgrade: websocket with v5.channel.k8s.io or "
+                                "v4.channel.k8s.io); the twin does not speak SPDY")
+        protocol = pick_protocol(self.headers.get("Sec-WebSocket-Protocol"))
+        if protocol is None:
+            raise E.bad_request(f"exec: none of the offered subprotocols "
+                                f"{self.headers.get('Sec-WebSocket-Protocol')!r} is supported by the twin "
+                                f"(v5.channel.k8s.io, v4.channel.k8s.io)")
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept_key(key))
+        self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        ExecSession(self.connection, protocol, req, target, self.twin.stopping).run()
 
     def _sub_scale_get(self, rt: ResourceType, ns: str | None, name: str, q: dict[str, list[str]],
                        body: bytes) -> None:
@@ -1163,4 +1230,4 @@ _SUBRESOURCES: dict[tuple[str, str], Any] = {
 }
 """(subresource, method) → handler; a registry instead of an if-chain (DEVELOPING.md)."""
 
-__all__ = ["ApiServer", "KubeVersion", "LogSource", "rfc3339", "unknown_fields"]
+__all__ = ["ApiServer", "ExecSource", "KubeVersion", "LogSource", "rfc3339", "unknown_fields"]

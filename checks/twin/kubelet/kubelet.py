@@ -280,6 +280,17 @@ class Kubelet:
             cs = st.containers.get(container) if st else None
             return bool(cs and cs.current and cs.current.running)
 
+    def exec_spec(self, namespace: str, pod: str, container: str) -> ProcessSpec | None:
+        """The process spec (env, work dir, emulated program) of the container's *running* instance, for
+        ``pods/exec``; None when it is not running — a real kubelet only finds running containers to exec into
+        (``container not found``)."""
+        with self._lock:
+            uid = self._by_key.get((namespace, pod))
+            st = self._pods.get(uid) if uid else None
+            cs = st.containers.get(container) if st else None
+            cur = cs.current if cs else None
+            return cur.spec if cur is not None and cur.running else None
+
     # -- sync ----------------------------------------------------------------------------------------
     def _pod_dir(self, st: _PodState) -> Path:
         return self.run_dir / "pods" / f"{st.ns}_{st.name}_{st.uid}"

@@ -156,6 +156,8 @@ class Container:
     """``TERM`` or ``KILL`` once the kubelet sent that signal."""
     done: threading.Event = field(default_factory=threading.Event)
     on_exit: Callable[[Container], None] | None = None
+    spec: ProcessSpec | None = None
+    """What was started (env, work dir, program): ``pods/exec`` runs commands with the same env and cwd."""
     _open_streams: int = 0
 
     @property
@@ -188,7 +190,7 @@ class Runtime:
         spec.work_dir.mkdir(parents=True, exist_ok=True)
         log = LogWriter(spec.log_path, self._now)
         cid = "containerd://" + hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-        c = Container(id=cid, started_at=self._now(), log=log, on_exit=on_exit)
+        c = Container(id=cid, started_at=self._now(), log=log, on_exit=on_exit, spec=spec)
         if spec.program is not None:
             assert spec.context is not None
             c.context = spec.context
