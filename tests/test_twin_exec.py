@@ -18,6 +18,18 @@ NS = "exec-t"
 # A long-running container that ends promptly on SIGTERM, so namespace deletion is quick.
 SLEEPER = "trap 'exit 0' TERM; sleep 9999 & wait"
 
+# The init container never ends, so the main container has no running instance to exec into.
+INIT_BLOCKED = f"""
+apiVersion: v1
+kind: Pod
+metadata: {{name: blocked, namespace: {NS}}}
+spec:
+  initContainers:
+  - {{name: init, image: "ubuntu:24.04", command: [bash, -c, "{SLEEPER}"]}}
+  containers:
+  - {{name: main, image: "ubuntu:24.04", command: ["true"]}}
+"""
+
 
 @pytest.fixture(scope="module")
 def cl(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -26,7 +38,10 @@ def cl(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
         c.kubectl("run", "box", "-n", NS, "--image=ubuntu:24.04", "--restart=Never", "--env=GREETING=hi there",
                   "--", "bash", "-c", SLEEPER)
         c.kubectl("run", "done", "-n", NS, "--image=ubuntu:24.04", "--restart=Never", "--", "true")
+        c.kubectl("apply", "-f", "-", input_text=INIT_BLOCKED)
         c.kubectl("wait", "-n", NS, "--for=condition=Ready", "pod/box", "--timeout=30s")
+        c.kubectl("wait", "-n", NS, "--for=jsonpath={.status.initContainerStatuses[0].state.running}",
+                  "pod/blocked", "--timeout=30s")
         c.kubectl("wait", "-n", NS, "--for=jsonpath={.status.phase}=Succeeded", "pod/done", "--timeout=30s")
         yield c
         c.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=60s")
@@ -74,6 +89,10 @@ def test_kubectl_exec_errors(cl: Cluster) -> None:
     assert r.returncode == 1 and 'pods "nosuch" not found' in r.stderr
     r = _exec(cl, "-n", NS, "box", "-c", "other", "--", "true")
     assert r.returncode == 1 and "container other is not valid for pod box" in r.stderr
+    r = _exec(cl, "-n", NS, "blocked", "-c", "main", "--", "true")
+    assert r.returncode == 1 and 'unable to upgrade connection: container not found ("main")' in r.stderr
+    r = _exec(cl, "-n", NS, "blocked", "-c", "init", "--", "printenv", "HOSTNAME")
+    assert (r.returncode, r.stdout) == (0, "blocked\n"), r.stderr
 
 
 def test_python_client_stream(twin: Twin, cl: Cluster) -> None:
