@@ -103,34 +103,27 @@ LABEL_VALUE_MSG = ("a valid label must be an empty string or consist of alphanum
                    "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
 
 
+def _length_and_pattern(value: str, limit: int, pattern: re.Pattern[str], message: str) -> list[str]:
+    """The shape of apimachinery's name validators: a length limit, then a regex with its fixed message."""
+    errs = [f"must be no more than {limit} characters"] if len(value) > limit else []
+    if not pattern.match(value):
+        errs.append(message)
+    return errs
+
+
 def dns_label(value: str) -> list[str]:
     """``IsDNS1123Label``: the reasons ``value`` is not an RFC 1123 label."""
-    errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _LABEL_RE.match(value):
-        errs.append(DNS1123_LABEL_MSG)
-    return errs
+    return _length_and_pattern(value, 63, _LABEL_RE, DNS1123_LABEL_MSG)
 
 
 def dns_subdomain(value: str) -> list[str]:
     """``IsDNS1123Subdomain``."""
-    errs = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if not _SUBDOMAIN_RE.match(value):
-        errs.append(DNS1123_SUBDOMAIN_MSG)
-    return errs
+    return _length_and_pattern(value, 253, _SUBDOMAIN_RE, DNS1123_SUBDOMAIN_MSG)
 
 
 def dns1035_label(value: str) -> list[str]:
     """``IsDNS1035Label`` (Service names)."""
-    errs = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if not _DNS1035_RE.match(value):
-        errs.append(DNS1035_LABEL_MSG)
-    return errs
+    return _length_and_pattern(value, 63, _DNS1035_RE, DNS1035_LABEL_MSG)
 
 
 def path_segment(value: str) -> list[str]:
