@@ -54,6 +54,20 @@ def duplicate(field: str, value: Any) -> Cause:
     return Cause("FieldValueDuplicate", f"Duplicate value: {_render(value)}", field)
 
 
+def _unique_label_name(field: str, name: Any, seen: set[str]) -> list[Cause]:
+    """A list item's ``name``: required, a DNS-1123 label, and unique among ``seen`` (which it joins).
+
+    A name that is not a valid label is not also reported as a duplicate, as the apiserver does.
+    """
+    if not name:
+        return [required(field)]
+    errs = _check(field, name, dns_label)
+    if not errs and name in seen:
+        errs.append(duplicate(field, name))
+    seen.add(str(name))
+    return errs
+
+
 def forbidden(field: str, detail: str) -> Cause:
     return Cause("FieldValueForbidden", f"Forbidden: {detail}", field)
 
@@ -260,14 +274,7 @@ def _containers(spec: Obj, prefix: str, claim_names: set[str]) -> list[Cause]:
                 causes.append(invalid(f, c, "must be an object"))
                 continue
             name = c.get("name")
-            if not name:
-                causes.append(required(f"{f}.name"))
-            else:
-                label_errs = _check(f"{f}.name", name, dns_label)
-                causes.extend(label_errs)
-                if not label_errs and name in seen:
-                    causes.append(duplicate(f"{f}.name", name))
-                seen.add(str(name))
+            causes.extend(_unique_label_name(f"{f}.name", name, seen))
             if not c.get("image") and key != "ephemeralContainers":
                 causes.append(required(f"{f}.image"))
             rp = c.get("restartPolicy")
@@ -311,14 +318,7 @@ def validate_pod_spec(spec: Any, prefix: str = "spec.", *,
     for i, rc in enumerate(spec.get("resourceClaims") or []):
         f = f"{prefix}resourceClaims[{i}]"
         name = (rc or {}).get("name")
-        if not name:
-            causes.append(required(f"{f}.name"))
-        else:
-            errs = _check(f"{f}.name", name, dns_label)
-            causes.extend(errs)
-            if not errs and name in claim_names:
-                causes.append(duplicate(f"{f}.name", name))
-            claim_names.add(str(name))
+        causes.extend(_unique_label_name(f"{f}.name", name, claim_names))
         has_name, has_tmpl = bool(rc.get("resourceClaimName")), bool(rc.get("resourceClaimTemplateName"))
         if not has_name and not has_tmpl:
             causes.append(invalid(f, name, "at least one of `resourceClaimName` or `resourceClaimTemplateName` "
@@ -511,14 +511,8 @@ def validate_claim_spec(spec: Any, prefix: str = "spec") -> list[Cause]:
             causes.append(invalid(f, req, "must be an object"))
             continue
         name = req.get("name")
-        if not name:
-            causes.append(required(f"{f}.name"))
-        else:
-            errs = _check(f"{f}.name", name, dns_label)
-            causes.extend(errs)
-            if not errs and name in names:
-                causes.append(duplicate(f"{f}.name", name))
-            names.add(str(name))
+        causes.extend(_unique_label_name(f"{f}.name", name, names))
+        if name:
             refs.add(str(name))
         has_exactly, has_first = req.get("exactly") is not None, bool(req.get("firstAvailable"))
         if has_exactly and has_first:
@@ -532,14 +526,8 @@ def validate_claim_spec(spec: Any, prefix: str = "spec") -> list[Cause]:
         for j, sub in enumerate(req.get("firstAvailable") or []):
             sf = f"{f}.firstAvailable[{j}]"
             sname = (sub or {}).get("name")
-            if not sname:
-                causes.append(required(f"{sf}.name"))
-            else:
-                errs = _check(f"{sf}.name", sname, dns_label)
-                causes.extend(errs)
-                if not errs and sname in sub_names:
-                    causes.append(duplicate(f"{sf}.name", sname))
-                sub_names.add(str(sname))
+            causes.extend(_unique_label_name(f"{sf}.name", sname, sub_names))
+            if sname:
                 refs.add(f"{name}/{sname}")
             causes.extend(_exact(sub or {}, sf))
     for i, con in enumerate(devices.get("constraints") or []):
@@ -707,27 +695,13 @@ def validate_resource_slice(obj: Obj, old: Obj | None) -> list[Cause]:
     for i, dev in enumerate(spec.get("devices") or []):
         f = f"spec.devices[{i}]"
         name = (dev or {}).get("name")
-        if not name:
-            causes.append(required(f"{f}.name"))
-        else:
-            errs = _check(f"{f}.name", name, dns_label)
-            causes.extend(errs)
-            if not errs and name in seen:
-                causes.append(duplicate(f"{f}.name", name))
-            seen.add(str(name))
+        causes.extend(_unique_label_name(f"{f}.name", name, seen))
         causes.extend(_device(dev or {}, f, bool(spec.get("perDeviceNodeSelection"))))
     set_names: set[str] = set()
     for i, cs in enumerate(spec.get("sharedCounters") or []):
         f = f"spec.sharedCounters[{i}]"
         name = (cs or {}).get("name")
-        if not name:
-            causes.append(required(f"{f}.name"))
-        else:
-            errs = _check(f"{f}.name", name, dns_label)
-            causes.extend(errs)
-            if not errs and name in set_names:
-                causes.append(duplicate(f"{f}.name", name))
-            set_names.add(str(name))
+        causes.extend(_unique_label_name(f"{f}.name", name, set_names))
         for cname in (cs or {}).get("counters") or {}:
             causes.extend(invalid(f"{f}.counters", cname, m) for m in dns_label(cname))
     if old is not None:
