@@ -26,6 +26,13 @@ CUDA_IMAGE = "nvidia/cuda:12.5.0-devel-ubuntu22.04"
 DEMO_SUITE = "/usr/local/cuda-12.5/extras/demo_suite"
 
 
+def _demo_suite_script(run: str) -> str:
+    """Install the CUDA 12.5 demo suite in the workload (needs internet), then run ``run`` inside it."""
+    return (f"set -euo pipefail; nvidia-smi; apt-get update -qq; "
+            f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-demo-suite-12-5 >/dev/null; "
+            f"cd {DEMO_SUITE}; {run}")
+
+
 def _owned_by(obj: Obj, uid: str) -> bool:
     return any(o.get("uid") == uid for o in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
@@ -112,9 +119,7 @@ def test_cuda_demo_suite(ctx: CheckContext, suite: Suite) -> None:
     """CW1 ``GPUs: single GPU runs CUDA demo suite (deviceQuery, vectorAdd, bandwidthTest)``: every binary
     exits 0 (``set -e``), deviceQuery names the instance's GPU model, and both PASS lines appear."""
     _skip_unless_amd64(suite)
-    script = (f"set -euo pipefail; nvidia-smi; apt-get update -qq; "
-              f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-demo-suite-12-5 >/dev/null; "
-              f"cd {DEMO_SUITE}; ./deviceQuery; ./vectorAdd; ./bandwidthTest")
+    script = _demo_suite_script("./deviceQuery; ./vectorAdd; ./bandwidthTest")
     ctx.apply(M.claim_template("rct-pod-cuda-demo", ctx.labels, M.claim_spec([M.request("gpu")])),
               _cuda_pod(ctx, "pod-cuda-demo", script))
     log = _run_to_success(ctx, "pod-cuda-demo")
@@ -130,9 +135,7 @@ def test_busgrind(ctx: CheckContext, suite: Suite) -> None:
     """CW4 ``GPUs: busGrind memory bandwidth stress test``: busGrind exits 0 (upstream passed vacuously on
     arm64 because its skip message contained the grep needle; here arm64 is a reasoned skip)."""
     _skip_unless_amd64(suite)
-    script = (f"set -euo pipefail; nvidia-smi; apt-get update -qq; "
-              f"DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cuda-demo-suite-12-5 >/dev/null; "
-              f"cd {DEMO_SUITE}; ./busGrind; echo busGrind-exit-0")
+    script = _demo_suite_script("./busGrind; echo busGrind-exit-0")
     ctx.apply(M.claim_template("rct-pod-cuda-busgrind", ctx.labels, M.claim_spec([M.request("gpu")])),
               _cuda_pod(ctx, "pod-cuda-busgrind", script))
     log = _run_to_success(ctx, "pod-cuda-busgrind")
