@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from checks.mig.geometry import gpu
-from checks.twin.scheduler.dra.allocator import AllocatedState, AllocatorCache, allocate
+from kubetwin.scheduler.dra.allocator import AllocatedState, AllocatorCache, allocate
 from tests.twin_dynmig import GPU_CLASS, MIG_CLASS, claim, dynmig_slices, exactly, node, profile_is
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from checks.twin.cluster import Twin, TwinOptions
+from checks.twin.lambda_twin import Twin, TwinOptions
 
 
 def _row(name: str, samples: list[float], *, rate: bool = True) -> str:

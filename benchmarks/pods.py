@@ -13,7 +13,7 @@ import uuid
 
 from kubernetes import client, watch
 
-from checks.twin.cluster import Twin
+from checks.twin.lambda_twin import Twin
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
 
 
 def client_rt(plural: str):  # type: ignore[no-untyped-def]
-    from checks.twin.api.resources import core
+    from kubetwin.api.resources import core
 
     return core(plural)
 

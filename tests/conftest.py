@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.twin.cluster import Twin, TwinOptions
-from checks.twin.kubelet.kubelet import KubeletConfig
+from checks.twin.lambda_twin import Twin, TwinOptions
+from kubetwin.kubelet.kubelet import KubeletConfig
 
 # Tests shorten the crash-loop back-off (10 s → 0.2 s) so restart behaviour is observable quickly.
 FAST_KUBELET = KubeletConfig(backoff_initial_s=0.2, backoff_max_s=2.0, prepare_backoff_initial_s=0.1,

@@ -2,7 +2,7 @@
 
 Every run goes through the real CLI in a subprocess (as CI and people run it), against a twin — started by the
 CLI itself (``--twin``) or, where the test must watch the cluster while the suite runs, by the test
-(``checks.twin.cluster.Twin``) and handed over as a kubeconfig, exactly as a real cluster would be. What the
+(``checks.twin.lambda_twin.Twin``) and handed over as a kubeconfig, exactly as a real cluster would be. What the
 tests assert comes from ``results.json``, ``junit.xml``, the artifacts folder, and the cluster as the official
 Python client sees it.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-twin_cluster = pytest.importorskip("checks.twin.cluster")
+twin_cluster = pytest.importorskip("checks.twin.lambda_twin")
 
 from kubernetes import client as kclient  # noqa: E402
 from kubernetes import config as kconfig  # noqa: E402

@@ -1,6 +1,6 @@
 """checks.kube against the twin as a real API server: waits, timelines, cleanup by label, artifacts, helm guard.
 
-Skipped until ``checks.twin.cluster.Twin`` exists (it is built in parallel); nothing here knows it is a twin
+Skipped until ``checks.twin.lambda_twin.Twin`` exists (it is built in parallel); nothing here knows it is a twin
 beyond obtaining the kubeconfig.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-twin_cluster = pytest.importorskip("checks.twin.cluster")
+twin_cluster = pytest.importorskip("checks.twin.lambda_twin")
 
 from checks.kube import objects  # noqa: E402
 from checks.kube.artifacts import collect  # noqa: E402

@@ -20,7 +20,7 @@ import yaml
 from checks.cli import main
 from checks.lab import secrets as S
 from checks.lab.runner import LabRequest, run_notebook
-from checks.twin.cluster import Twin
+from checks.twin.lambda_twin import Twin
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from checks.mig.geometry import gpu
-from checks.twin.scheduler.dra.allocator import (
+from kubetwin.scheduler.dra.allocator import (
     CANNOT_ALLOCATE,
     AllocatedState,
     AllocationOutcome,

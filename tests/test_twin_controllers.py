@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from checks.twin.api.errors import ApiError
-from checks.twin.api.resources import core
-from checks.twin.cluster import Twin
+from checks.twin.lambda_twin import Twin
+from kubetwin.api.errors import ApiError
+from kubetwin.api.resources import core
 from tests.test_twin_kubelet import wait_for
 
 NS = core("namespaces")

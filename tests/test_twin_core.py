@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from checks.twin.api.core import Api
-from checks.twin.api.errors import ApiError
-from checks.twin.api.resources import core
+from kubetwin.api.core import Api
+from kubetwin.api.errors import ApiError
+from kubetwin.api.resources import core
 
 NS, PODS, CMS = core("namespaces"), core("pods"), core("configmaps")
 
@@ -94,7 +94,7 @@ def test_watch_selector_transitions_and_too_old(api: Api) -> None:
     api.update(CMS, "ns1", "s", cm)
     gone = w.next(1.0)
     assert gone is not None and gone.type == "DELETED"  # stopped matching
-    small = Api(store=__import__("checks.twin.api.store", fromlist=["Store"]).Store(history=3))
+    small = Api(store=__import__("kubetwin.api.store", fromlist=["Store"]).Store(history=3))
     small.create(NS, None, {"metadata": {"name": "n"}})
     for i in range(6):
         small.create(CMS, "n", {"metadata": {"name": f"c{i}"}})

@@ -23,10 +23,10 @@ from checks.driver.values import DriverValues
 from checks.kube.cluster import Cluster, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
 from checks.kube.wait import condition_status, source_for, wait_for, wait_until
-from checks.twin.cluster import Twin, TwinOptions
-from checks.twin.kubelet.kubelet import KubeletConfig
+from checks.twin.lambda_twin import Twin, TwinOptions
 from checks.twin.nvidia import chart_path
 from checks.twin.nvidia.binaries import node_gpus
+from kubetwin.kubelet.kubelet import KubeletConfig
 
 MANIFESTS = Path(__file__).parent / "manifests"
 DRIVER_NS = "dra-driver-nvidia-gpu"

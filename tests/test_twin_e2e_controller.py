@@ -18,10 +18,10 @@ from checks.driver.values import DriverValues
 from checks.kube.cluster import Cluster, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
 from checks.kube.wait import source_for, wait_for
-from checks.twin.cluster import Twin, TwinOptions
-from checks.twin.kubelet.kubelet import KubeletConfig
+from checks.twin.lambda_twin import Twin, TwinOptions
 from checks.twin.nvidia import chart_path
 from checks.twin.nvidia.binaries.controller import go_duration
+from kubetwin.kubelet.kubelet import KubeletConfig
 
 NS = "dra-driver-nvidia-gpu"
 LEASE = "dra-driver-nvidia-gpu-controller"

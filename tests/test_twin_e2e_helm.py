@@ -22,11 +22,11 @@ from checks.driver.values import DriverValues
 from checks.kube.cluster import Cluster, ClusterTarget
 from checks.kube.helm import InstallOptions, uninstall, upgrade_install
 from checks.kube.wait import source_for, wait_for, wait_until
-from checks.twin.cluster import Twin, TwinOptions
-from checks.twin.kubelet.kubelet import KubeletConfig
+from checks.twin.lambda_twin import Twin, TwinOptions
 from checks.twin.nvidia import chart_path
 from checks.twin.nvidia.binaries import node_gpus
 from checks.twin.nvidia.binaries.metrics import endpoint as metrics_endpoint
+from kubetwin.kubelet.kubelet import KubeletConfig
 
 NS = "dra-driver-nvidia-gpu"
 """The namespace the suite installs into (reference §1.5)."""

@@ -18,7 +18,7 @@ from checks.driver import names
 from checks.driver.configs import ConfigError
 from checks.kube.cluster import Cluster, ClusterTarget
 from checks.kube.wait import source_for, wait_deleted, wait_for
-from checks.twin.cluster import Twin, TwinOptions
+from checks.twin.lambda_twin import Twin, TwinOptions
 from checks.twin.nvidia.binaries.mps import Backoff, MpsDaemons, daemon_id
 from tests.test_twin_e2e_helm import KUBELET, NS, install
 

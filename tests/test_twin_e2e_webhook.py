@@ -19,7 +19,7 @@ from checks.driver.values import DriverValues
 from checks.kube.cluster import Cluster, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
 from checks.kube.wait import source_for, wait_for
-from checks.twin.cluster import Twin, TwinOptions
+from checks.twin.lambda_twin import Twin, TwinOptions
 from checks.twin.nvidia import chart_path
 from checks.twin.nvidia.binaries.webhook import self_signed, serving
 from tests.test_twin_e2e_helm import KUBELET, NS, RELEASE

@@ -11,8 +11,8 @@ from kubernetes import client
 from kubernetes.stream import stream
 
 from checks.kube.cluster import Cluster, ClusterTarget
-from checks.twin.api.exec import FrameParser, accept_key, encode_frame
-from checks.twin.cluster import Twin
+from checks.twin.lambda_twin import Twin
+from kubetwin.api.exec import FrameParser, accept_key, encode_frame
 
 NS = "exec-t"
 # A long-running container that ends promptly on SIGTERM, so namespace deletion is quick.

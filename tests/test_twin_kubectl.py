@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from checks.twin.api.core import Api
-from checks.twin.api.server import ApiServer
+from kubetwin.api.core import Api
+from kubetwin.api.server import ApiServer
 
 
 def _tool(name: str) -> str:

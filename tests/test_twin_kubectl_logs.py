@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from checks.kube.cluster import Cluster, ClusterTarget
-from checks.twin.cluster import Twin
+from checks.twin.lambda_twin import Twin
 
 # Prints three lines a little apart, then exits 0: `logs -f` must stream them and end when the container ends.
 SCRIPT = "for i in 1 2 3; do echo line-$i; sleep 0.3; done; echo done"

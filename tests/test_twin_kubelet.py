@@ -9,19 +9,17 @@ from typing import Any
 
 import pytest
 
-from checks.twin.api.core import Api
-from checks.twin.api.resources import core
-from checks.twin.cluster import Twin
-from checks.twin.kubelet.seam import (
+from checks.twin.lambda_twin import Twin
+from checks.twin.nvidia.smi import SmiGpu, SmiMig, render_smi_list
+from kubetwin.api.core import Api
+from kubetwin.api.resources import core
+from kubetwin.kubelet.seam import (
     ContainerContext,
     PreparedDevice,
     PrepareResult,
-    SmiGpu,
-    SmiMig,
     register_emulated_image,
     unregister_emulated_image,
 )
-from checks.twin.kubelet.tools import render_smi_list
 
 PODS = core("pods")
 NS = core("namespaces")
@@ -189,7 +187,7 @@ class _Plugin:
         return {c["uid"]: PrepareResult(devices=(PreparedDevice(
             request_names=("gpu",), pool_name="n", device_name="gpu-0", cdi_device_ids=(f"x/claim={c['uid']}",),
             env={"NVIDIA_VISIBLE_DEVICES": "void"},
-            smi=SmiGpu(name="NVIDIA H100 80GB HBM3", uuid="GPU-1234")),)) for c in claims}
+            view=SmiGpu(name="NVIDIA H100 80GB HBM3", uuid="GPU-1234")),)) for c in claims}
 
     def unprepare(self, claims: list[dict[str, str]]) -> dict[str, str]:
         self.calls.append("unprepare")

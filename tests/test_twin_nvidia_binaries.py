@@ -10,10 +10,11 @@ from typing import Any
 
 from checks.catalog import load_instance
 from checks.driver.slices import publish
-from checks.twin.kubelet.seam import ContainerContext, DraPlugin
 from checks.twin.nvidia.binaries import PROGRAMS, resolve, run_gpu_plugin
 from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin
 from checks.twin.nvidia.hardware import virtual_gpus
+from checks.twin.nvidia.smi import SmiGpu
+from kubetwin.kubelet.seam import ContainerContext, DraPlugin
 
 API = "resource.nvidia.com/v1beta1"
 
@@ -77,7 +78,7 @@ def test_prepare_full_gpu_is_idempotent_and_shows_uuid() -> None:
     (dev,) = first.devices
     assert dev.cdi_device_ids == ("k8s.gpu.nvidia.com/claim=uid-a-gpu-0",)
     assert dev.env == {"NVIDIA_VISIBLE_DEVICES": "void"}
-    assert dev.smi is not None and dev.smi.uuid == p.gpus[0].uuid and dev.smi.mig is None
+    assert isinstance(dev.view, SmiGpu) and dev.view.uuid == p.gpus[0].uuid and dev.view.mig is None
     assert p.prepare([ref("a")])["uid-a"] is first
 
 
@@ -103,8 +104,8 @@ def test_dynamic_mig_overlap_is_insufficient_resources_until_unprepared() -> Non
                 "m3": claim(["gpu-0-mig-1g10gb-19-0"])}, {"DynamicMIG": True})
     ok = p.prepare([ref("m1")])["uid-m1"]
     assert ok.error == ""
-    smi = ok.devices[0].smi
-    assert smi is not None and smi.mig is not None and smi.mig.profile == "3g.40gb" and smi.mig.uuid.startswith("MIG-")
+    smi = ok.devices[0].view
+    assert isinstance(smi, SmiGpu) and smi.mig is not None and smi.mig.profile == "3g.40gb" and smi.mig.uuid.startswith("MIG-")
     assert p.prepare([ref("m2")])["uid-m2"].error == (
         "error preparing devices for claim default/m2:uid-m2: prepare devices failed: error creating MIG device: "
         "error creating GPU instance for 'gpu-0-mig-1g10gb-19-5': Insufficient Resources"

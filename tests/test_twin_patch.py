@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from checks.twin.api.patch import (
+from kubetwin.api.patch import (
     PatchError,
     conflict_causes,
     conflict_message,

@@ -1,4 +1,4 @@
-"""kubectl v1.37's protobuf write bodies decoded by the twin's API server (checks.twin.api.protobuf)."""
+"""kubectl v1.37's protobuf write bodies decoded by the twin's API server (kubetwin.api.protobuf)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from checks.twin.api import protobuf
-from checks.twin.api.core import Api
-from checks.twin.api.server import ApiServer
+from kubetwin.api import protobuf
+from kubetwin.api.core import Api
+from kubetwin.api.server import ApiServer
 from tests.test_twin_kubectl import Kube
 
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from checks.mig.geometry import gpu
-from checks.twin.api.core import Api
-from checks.twin.api.resources import core
-from checks.twin.controllers.resourceclaim import POD_CLAIM_ANNOTATION, ResourceClaimController
-from checks.twin.scheduler.scheduler import DELETE_PROTECTION, Scheduler
+from kubetwin.api.core import Api
+from kubetwin.api.resources import core
+from kubetwin.controllers.resourceclaim import POD_CLAIM_ANNOTATION, ResourceClaimController
+from kubetwin.scheduler.scheduler import DELETE_PROTECTION, Scheduler
 from tests.twin_dynmig import GPU_CLASS, MIG_CLASS, dynmig_slices, profile_is
 
 PODS, NODES, CLAIMS = core("pods"), core("nodes"), core("resourceclaims")
@@ -263,7 +263,7 @@ def test_background_threads_schedule_on_events(api: Api) -> None:
 
 
 def test_postfilter_deallocates_claim_pinned_to_unusable_node(api: Api) -> None:
-    from checks.twin.scheduler.scheduler import SchedulerSettings
+    from kubetwin.scheduler.scheduler import SchedulerSettings
 
     add_node(api, "node-a")
     add_node(api, "node-b")
@@ -293,8 +293,8 @@ def test_postfilter_deallocates_claim_pinned_to_unusable_node(api: Api) -> None:
 
 
 def test_device_taint_rule_applies_on_1_37(api: Api) -> None:
-    from checks.twin.scheduler.dra.allocator import Features
-    from checks.twin.scheduler.scheduler import TAINT_RULES, SchedulerSettings
+    from kubetwin.scheduler.dra.allocator import Features
+    from kubetwin.scheduler.scheduler import TAINT_RULES, SchedulerSettings
 
     add_node(api, "node-a")
     api.create(TAINT_RULES, None, {"metadata": {"name": "drain"}, "spec": {

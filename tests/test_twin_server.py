@@ -17,11 +17,11 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
-from checks.twin.api.core import Api
-from checks.twin.api.server import ApiServer
-from checks.twin.api.store import Store
-from checks.twin.api.tls import make_serving_cert
-from checks.twin.api.webhooks import WebhookAdmission
+from kubetwin.api.core import Api
+from kubetwin.api.server import ApiServer
+from kubetwin.api.store import Store
+from kubetwin.api.tls import make_serving_cert
+from kubetwin.api.webhooks import WebhookAdmission
 
 
 class MemoryLogs:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from checks.twin.api.tables import claim_state, human_duration, pod_status, to_table
+from kubetwin.api.tables import claim_state, human_duration, pod_status, to_table
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 T0 = "2026-03-01T11:55:00Z"

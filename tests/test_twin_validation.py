@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from checks.twin.api.defaults import apply_defaults, image_pull_policy
-from checks.twin.api.validation import invalid_message, validate
+from kubetwin.api.defaults import apply_defaults, image_pull_policy
+from kubetwin.api.validation import invalid_message, validate
 
 RC = ("resource.k8s.io/v1", "ResourceClaim")
 

@@ -4,7 +4,8 @@ Subcommands live one per module in this package and are imported lazily through 
 (a registry, not an if-chain): ``dra-lab instances`` does not pay for importing the twin. Each module
 exposes a ``click.Command`` named ``command``.
 
-Every :class:`checks.errors.UsageError` raised anywhere below becomes one line on stderr and exit code 2.
+Every :class:`checks.errors.UsageError` raised anywhere below (and kubetwin's :class:`kubetwin.errors.ConfigError`)
+becomes one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import click
 
 from checks.errors import EXIT_USAGE, UsageError
+from kubetwin.errors import ConfigError
 
 #: command name -> (module under checks.cli, one-line help shown by ``dra-lab --help``)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> Any:
     """Console entry point: usage errors become one line and exit code 2, never a traceback."""
     try:
         return cli.main(args=argv, prog_name="dra-lab", standalone_mode=False)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         click.echo(f"dra-lab: {exc.one_line()}", err=True)
         sys.exit(EXIT_USAGE)
     except click.exceptions.Abort:

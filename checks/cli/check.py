@@ -49,7 +49,8 @@ def command(kubeconfig: Path | None, context: str | None, twin: str | None, inst
     """Run the check suite. Without --kubeconfig it starts a twin of --instance (or of --twin)."""
     from checks.kube.labels import check_run_id, new_run_id
     from checks.runner.check import CheckRun, run_checks
-    from checks.runner.targets import TwinOptions, open_target, parse_mig_enabled
+    from checks.runner.targets import open_target, parse_mig_enabled
+    from checks.twin.options import TwinOptions
 
     inst = load_instance(twin or instance)
     rid = check_run_id(run_id, where="--run-id") if run_id else new_run_id()

@@ -26,7 +26,7 @@ def command() -> None:
 @click.option("--kube-version", default="1.36", show_default=True, help="Kubernetes minor the twin reports.")
 def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str) -> None:
     """Start the twin and block until interrupted; every container and thread stops on exit."""
-    from checks.twin.cluster import Twin
+    from checks.twin.lambda_twin import Twin
 
     try:
         twin = Twin(instance, kube_version=kube_version, port=port)

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 #: Label key carrying the run id on every object a run creates.
 RUN_ID_LABEL = "dra-lab.io/run-id"
+#: Node label a twin sets on every node it emulates GPUs for: the suite skips checks that run real CUDA code
+#: there. A real node never carries it.
+EMULATED_GPUS_LABEL = "dra-lab.io/emulated-gpus"
 #: Label key naming the check that created an object (for artifacts and humans).
 CHECK_LABEL = "dra-lab.io/check"
 #: Shape of a run id: ``r`` + UTC date-time + 4 hex digits, e.g. ``r20261126-175800-ab12``.

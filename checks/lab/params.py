@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from checks.catalog import Instance
 from checks.errors import UsageError
-from checks.runner.targets import TwinOptions
+from checks.twin.options import TwinOptions
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"

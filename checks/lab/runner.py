@@ -25,7 +25,8 @@ from checks.catalog import load_instance
 from checks.errors import UsageError
 from checks.lab import secrets as S
 from checks.lab.params import NotebookSpec, instance_facts, notebook, validate
-from checks.runner.targets import Target, TwinOptions, open_target
+from checks.runner.targets import Target, open_target
+from checks.twin.options import TwinOptions
 
 KERNEL = "python3"
 """Kernel papermill starts (the project's venv registers it)."""

@@ -13,18 +13,7 @@ from pathlib import Path
 
 from checks.catalog import load_instance
 from checks.errors import UsageError
-
-
-@dataclass(frozen=True)
-class TwinOptions:
-    """How to build an embedded twin."""
-
-    kube_version: str = "1.36"
-    """Kubernetes minor the twin reports and behaves as."""
-    mig_enabled: tuple[int, ...] = ()
-    """GPU indexes whose MIG mode is on at boot (Ampere needs it for DynamicMIG partitions)."""
-    port: int = 0
-    """API server port (0 = a free one)."""
+from checks.twin.options import TwinOptions
 
 
 @dataclass
@@ -79,13 +68,11 @@ def open_target(*, kubeconfig: Path | None = None, context: str | None = None, t
                      f"(context {context or '<current>'}), instance {inst}")
         return
     inst_obj = load_instance(twin or instance or "gpu_1x_a10")
-    from checks.twin.cluster import Twin
-    from checks.twin.cluster import TwinOptions as TwinBuild
+    from checks.twin.lambda_twin import Twin
     from checks.twin.nvidia import chart_path
 
     opts = twin_options or TwinOptions()
-    tw = Twin(inst_obj.instance_type, kube_version=opts.kube_version, run_dir=run_dir, port=opts.port,
-              options=TwinBuild(mig_enabled=opts.mig_enabled))
+    tw = Twin(inst_obj.instance_type, run_dir=run_dir, options=opts)
     tw.start()
     try:
         yield Target(Path(tw.kubeconfig), None, inst_obj.instance_type, chart=str(chart_path()), is_twin=True,

@@ -30,6 +30,7 @@ import pytest
 from checks.catalog import Instance, load_instance
 from checks.driver import names
 from checks.errors import UsageError
+from checks.kube.labels import EMULATED_GPUS_LABEL
 from checks.suite import capabilities as C
 from checks.suite.context import CheckContext
 from checks.suite.driverconfig import DEFAULT, PLUGIN_SELECTOR, RELEASE, DriverConfig, InstallState
@@ -50,8 +51,6 @@ UPSTREAM_TAGS = {
     "compute_domains": "ComputeDomains / IMEX",
     "not_feasible": "scenarios that cannot run on Lambda single-node instances (always skipped, with a reason)",
 }
-EMULATED_LABEL = "dra-lab.io/emulated-gpus"
-"""Node label by which a cluster declares its GPUs emulated (no real CUDA); real nodes never carry it."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -119,7 +118,7 @@ class Suite:
             raise UsageError(f"cannot reach the cluster: {str(exc).splitlines()[0]}",
                              where=str(s.kubeconfig)) from None
         nodes = self.cluster.core.list_node().items
-        self.real_gpus = not any((n.metadata.labels or {}).get(EMULATED_LABEL) == "true" for n in nodes)
+        self.real_gpus = not any((n.metadata.labels or {}).get(EMULATED_GPUS_LABEL) == "true" for n in nodes)
         return self.cluster
 
     def caps(self) -> C.Capabilities:

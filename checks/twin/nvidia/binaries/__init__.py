@@ -20,10 +20,11 @@ from typing import Any, cast
 from checks.driver import gates as gate_table
 from checks.driver import logs, names
 from checks.driver.slices import GpuFacts
-from checks.twin.kubelet.seam import ContainerContext, EmulatedProgram, register_emulated_image
+from checks.twin.nvidia import smi
 from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin, now, slice_bodies
 from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 from checks.twin.nvidia.binaries.mps import CONTROL_BINARY, MpsDaemons, run_mps_control
+from kubetwin.kubelet.seam import ContainerContext, EmulatedProgram, register_emulated_image
 
 _lock = threading.Lock()
 _node_gpus: dict[str, list[GpuFacts]] = {}
@@ -254,6 +255,7 @@ def resolve(ctx: ContainerContext) -> EmulatedProgram | None:
 def register() -> None:
     """Make the twin kubelet run these programs for the driver image (any tag)."""
     register_emulated_image(names.IMAGE_REPOSITORY, resolve)
+    smi.register()
 
 
 __all__ = ["PROGRAMS", "node_gpus", "register", "resolve", "run_controller", "run_gpu_plugin", "set_node_gpus"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from checks.driver import logs
-from checks.twin.kubelet.seam import ContainerContext
+from kubetwin.kubelet.seam import ContainerContext
 
 DEFAULT_LOCK_NAME = "nvidia-compute-domain-controller"
 """Binary default of ``--leader-election-lease-lock-name`` (the chart sets ``<name>-controller``)."""

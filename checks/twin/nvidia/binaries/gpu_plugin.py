@@ -26,10 +26,11 @@ from checks.driver import gates as gate_table
 from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError
 from checks.driver.slices import GpuFacts, publish
 from checks.mig import parse_device_name
-from checks.twin.kubelet.seam import PreparedDevice, PrepareResult, SmiGpu, SmiMig
 from checks.twin.nvidia.binaries.metrics import PluginMetrics
 from checks.twin.nvidia.binaries.mps import PIPE_DIRECTORY, MpsDaemons
 from checks.twin.nvidia.hardware import mig_uuid
+from checks.twin.nvidia.smi import SmiGpu, SmiMig
+from kubetwin.kubelet.seam import PreparedDevice, PrepareResult
 
 ClaimReader = Callable[[str, str], dict[str, Any]]
 """(namespace, name) → ResourceClaim as REST JSON."""
@@ -195,9 +196,9 @@ class GpuPlugin:
 
     def _uuid(self, dev: str) -> str:
         """The UUID a device set is hashed with: the GPU's, or the MIG device's."""
-        prepared = self._device("", dev, ())
-        assert prepared.smi is not None
-        return prepared.smi.mig.uuid if prepared.smi.mig else prepared.smi.uuid
+        view = self._device("", dev, ()).view
+        assert isinstance(view, SmiGpu)
+        return view.mig.uuid if view.mig else view.uuid
 
     def _create_migs(self, wanted: list[str]) -> None:
         """Reserve memory slots of new dynamic MIG devices; overlap → NVML ``Insufficient Resources``."""
@@ -236,7 +237,7 @@ class GpuPlugin:
             device_name=dev,
             cdi_device_ids=(names.cdi_device_id(uid, dev),),
             env={"NVIDIA_VISIBLE_DEVICES": "void", **(extra_env or {})},
-            smi=SmiGpu(
+            view=SmiGpu(
                 name=g.product_name, uuid=g.uuid, pci_bus_id=g.pci_bus_id, mig=smi_mig,
                 driver_version=g.driver_version, cuda_version=g.cuda_driver_version,
                 memory_mib=(g.memory_bytes or 0) // 2**20,

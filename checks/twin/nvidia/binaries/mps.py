@@ -30,7 +30,7 @@ from typing import Any
 from checks.driver import gates as gate_table
 from checks.driver import logs
 from checks.driver.configs import ConfigError, MpsConfig
-from checks.twin.kubelet.seam import ContainerContext
+from kubetwin.kubelet.seam import ContainerContext
 
 PIPE_DIRECTORY = "/tmp/nvidia-mps"
 """``CUDA_MPS_PIPE_DIRECTORY`` the CDI edits give workload containers (§6.2)."""

@@ -15,7 +15,7 @@ AdmissionReview response: allowed, or ``Reason: Invalid`` with ``<N> configs fai
 A container cannot bind its ``containerPort`` on the twin host, so the server listens on an ephemeral loopback
 port and records it in :data:`_serving` under (namespace, pod, container port) while it runs;
 :func:`resolve_service` maps a Service to it the way kube-proxy would reach the pod, and the twin gives that to
-:class:`checks.twin.api.webhooks.WebhookAdmission`.
+:class:`kubetwin.api.webhooks.WebhookAdmission`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 from checks.driver import configs, logs
 from checks.driver import gates as gate_table
-from checks.twin.kubelet.seam import ContainerContext
+from kubetwin.kubelet.seam import ContainerContext
 
 VALIDATE_PATH = "/validate-resource-claim-parameters"
 GROUP = "resource.k8s.io"
@@ -240,9 +240,9 @@ def resolve_service(api: Any, namespace: str, name: str, port: int) -> str:
     its selector that are Ready and have a webhook server up on that port. Raises the client-go-like
     ``no endpoints available for service "<name>"`` otherwise.
     """
-    from checks.twin.api.errors import ApiError
-    from checks.twin.api.resources import core
-    from checks.twin.api.webhooks import WebhookCallError
+    from kubetwin.api.errors import ApiError
+    from kubetwin.api.resources import core
+    from kubetwin.api.webhooks import WebhookCallError
 
     try:
         svc = api.get(core("services"), namespace, name)

@@ -1,4 +1,0 @@
-"""Per-node kubelet of the twin: runs bound pods as real local processes or emulated programs.
-
-The seam for emulated images and DRA plugins is :mod:`checks.twin.kubelet.seam`.
-"""

@@ -1,0 +1,230 @@
+"""``Cluster``: one embedded Kubernetes — API, HTTPS server, controllers, scheduler, nodes and their kubelets —
+started and stopped as a unit.
+
+Everything runs in this process except the containers (local processes under ``run_dir``); :meth:`Cluster.stop`
+kills every container and joins every thread, and a cluster made without ``run_dir`` deletes its temporary one.
+Embedders add what is theirs around it: nodes with their labels (:meth:`Cluster.add_node`), emulated images and
+DRA plugins (:mod:`kubetwin.kubelet.seam`), and how admission webhooks reach their Services
+(:attr:`ClusterOptions.service_resolver`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from kubetwin.api.core import Api
+from kubetwin.api.errors import ApiError
+from kubetwin.api.exec import ExecTarget
+from kubetwin.api.resources import core
+from kubetwin.api.server import ApiServer
+from kubetwin.api.webhooks import ServiceResolver, WebhookAdmission, no_endpoints
+from kubetwin.controllers.base import SharedInformers
+from kubetwin.controllers.gc import GarbageCollector
+from kubetwin.controllers.namespace import NamespaceController, ServiceAccountController
+from kubetwin.controllers.resourceclaim import ResourceClaimController
+from kubetwin.controllers.workloads import (
+    DaemonSetController,
+    DeploymentController,
+    JobController,
+    ReplicaSetController,
+)
+from kubetwin.kubelet.kubelet import Kubelet, KubeletConfig
+from kubetwin.nodes import NodeAgent, NodeSpec, node_object
+from kubetwin.scheduler.scheduler import Scheduler
+
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class _Component(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class ClusterOptions:
+    """Knobs of a cluster (what the nodes are is the embedder's: :meth:`Cluster.add_node`)."""
+
+    kubelet: KubeletConfig = field(default_factory=KubeletConfig)
+    """Kubelet timings (tests shorten the crash-loop back-off)."""
+    scheduler: bool = True
+    """Run the scheduler; without it pods stay Pending (tests that bind by hand)."""
+    server: bool = True
+    """Serve HTTPS (off for in-process-only tests; then there is no kubeconfig)."""
+    lease_interval_s: float = 10.0
+    """Node Lease renewal period."""
+    kube_version: str = "1.36"
+    """Kubernetes version served (``/version``, discovery, kubelet version, DRA behaviour by minor)."""
+    port: int = 0
+    """HTTPS port on 127.0.0.1 (0: any free port)."""
+    service_resolver: ServiceResolver = no_endpoints
+    """How admission webhooks reach a Service's Ready pod (default: no endpoints, like a cluster without one)."""
+
+
+class _Logs:
+    """The ``pods/log`` source: routes to the kubelet of the pod's node."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def read(self, namespace: str, pod: str, container: str, *, previous: bool) -> bytes | None:
+        k = self._cluster.kubelet_of(namespace, pod)
+        return k.read(namespace, pod, container, previous=previous) if k else None
+
+    def follow(self, namespace: str, pod: str, container: str, *, offset: int) -> Iterator[bytes]:
+        k = self._cluster.kubelet_of(namespace, pod)
+        if k is None:
+            return iter(())
+        return k.follow(namespace, pod, container, offset=offset)
+
+
+class _Exec:
+    """The ``pods/exec`` source: the running container's env and work dir from the kubelet of the pod's node."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def exec_target(self, namespace: str, pod: str, container: str) -> ExecTarget | None:
+        k = self._cluster.kubelet_of(namespace, pod)
+        spec = k.exec_spec(namespace, pod, container) if k else None
+        if spec is None:
+            return None
+        return ExecTarget(env=dict(spec.env), work_dir=spec.work_dir, emulated=spec.program is not None)
+
+
+class Cluster:
+    """An embedded Kubernetes cluster (context manager). Nodes are added after :meth:`start`."""
+
+    def __init__(self, *, run_dir: Path | str | None = None, options: ClusterOptions | None = None) -> None:
+        self.options = options or ClusterOptions()
+        self._own_run_dir = run_dir is None
+        # Absolute: container PATH entries and cwd-relative paths must not depend on the directory a process runs
+        # in (a relative run dir made every container miss its injected tools).
+        self.run_dir = Path(run_dir).resolve() if run_dir else Path(tempfile.mkdtemp(prefix="kubetwin-"))
+        self.api = Api()
+        self.server: ApiServer | None = None
+        self.informers = SharedInformers(self.api)
+        self.controllers: list[_Component] = []
+        self.kubelets: dict[str, Kubelet] = {}
+        self._agents: list[NodeAgent] = []
+        self._started = False
+        self._lock = threading.Lock()
+
+    # -- accessors -----------------------------------------------------------------------------------
+    @property
+    def kube_version(self) -> str:
+        return self.options.kube_version
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Path of the kubeconfig for real clients (kubectl, helm, the Python client)."""
+        return self.run_dir / "kubeconfig"
+
+    @property
+    def url(self) -> str:
+        if self.server is None:
+            raise RuntimeError("the cluster's HTTPS server is not running")
+        return self.server.url
+
+    @property
+    def node_names(self) -> list[str]:
+        return list(self.kubelets)
+
+    def api_client(self) -> Any:
+        """A new ``kubernetes.client.ApiClient`` for this cluster (close it when done)."""
+        from kubernetes import config
+
+        return config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+
+    def kubelet_of(self, namespace: str, pod: str) -> Kubelet | None:
+        """The kubelet of the node a pod is bound to (None: unknown pod, unbound, or a node without one)."""
+        obj = self.api.try_get(core("pods"), namespace, pod)
+        node = (obj or {}).get("spec", {}).get("nodeName")
+        return self.kubelets.get(str(node)) if node else None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    def start(self) -> Cluster:
+        with self._lock:
+            if self._started:
+                return self
+            self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        api, opts = self.api, self.options
+        for ns in SYSTEM_NAMESPACES:
+            with contextlib.suppress(ApiError):
+                api.create(core("namespaces"), None, {"metadata": {"name": ns}})
+        if opts.server:
+            self.server = ApiServer(api, port=opts.port, kube_version=opts.kube_version, log_source=_Logs(self),
+                                    exec_source=_Exec(self))
+            self.server.start()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.server.write_kubeconfig(self.kubeconfig)
+        inf = self.informers
+        self.controllers = [NamespaceController(api, inf), ServiceAccountController(api, inf),
+                            GarbageCollector(api, inf), ReplicaSetController(api, inf),
+                            DeploymentController(api, inf), DaemonSetController(api, inf), JobController(api, inf)]
+        inf.start()
+        for c in self.controllers:
+            c.start()
+        WebhookAdmission(api, opts.service_resolver).install()
+        extras: list[_Component] = [Scheduler(api)] if opts.scheduler else []
+        extras.append(ResourceClaimController(api))
+        for extra in extras:
+            extra.start()
+            self.controllers.append(extra)
+
+    def add_node(self, spec: NodeSpec) -> Kubelet:
+        """Register a node (Node object + heartbeat) and start its kubelet; returns the kubelet."""
+        api = self.api
+        agent = NodeAgent(api, node_object(spec, kube_version=self.kube_version),
+                          lease_interval_s=self.options.lease_interval_s)
+        agent.start()
+        self._agents.append(agent)
+        kcfg = self.options.kubelet
+        if self.server is not None:
+            kcfg = replace(kcfg, api_port=self.server.port)
+        factory = self.api_client if self.server is not None else None
+        prefix = spec.pod_cidr.split("/", 1)[0].rsplit(".", 1)[0]
+        kubelet = Kubelet(api, spec.name, self.run_dir / "nodes" / spec.name, config=kcfg, node_ip=spec.internal_ip,
+                          pod_cidr_prefix=prefix, api_client_factory=factory)
+        kubelet.start()
+        self.kubelets[spec.name] = kubelet
+        return kubelet
+
+    def stop(self) -> None:
+        """Stop everything: kubelets (killing containers), controllers, node agents, server, watches."""
+        for k in self.kubelets.values():
+            k.stop()
+        for c in reversed(self.controllers):
+            with contextlib.suppress(Exception):
+                c.stop()
+        for a in self._agents:
+            a.stop()
+        self.informers.stop()
+        if self.server is not None:
+            self.server.stop()
+        self.api.store.close_all()
+        if self._own_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = ["SYSTEM_NAMESPACES", "Cluster", "ClusterOptions"]
