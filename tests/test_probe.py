@@ -1,4 +1,4 @@
-"""Host probe: report round trip, real H100 fixtures vs the MIG oracle and vs reference/observed, procfs, CLI."""
+"""Host probe: report round trip, real H100/H200 fixtures vs the MIG oracle and vs reference/observed, procfs, CLI."""
 
 from __future__ import annotations
 
@@ -68,6 +68,20 @@ def test_oracle_h100_table_equals_what_nvml_reported(host: str) -> None:
     for gpu in report.gpus:
         assert {p.name for p in gpu.mig_profiles} == {p.name for p in geometry.profiles}
         assert all(p.placements for p in gpu.mig_profiles)
+
+
+def test_oracle_h200_table_equals_what_nvml_reported_on_a_cloud_h200() -> None:
+    """A real 1x H200 cloud VM (device machine, driver 580.159.04): every profile, placement, SM and engine count
+    of the oracle matches NVML, and the sizes that drifted are the documented alternatives."""
+    report = load("h200x1")
+    (gpu,) = report.gpus
+    assert gpu.name == "NVIDIA H200" and not gpu.mig_mode_current
+    assert compare_with_oracle(report, _oracle()) == []
+    geometry = _oracle()(gpu.name)
+    assert {p.name for p in gpu.mig_profiles} == {p.name for p in geometry.profiles}
+    assert all(p.placements for p in gpu.mig_profiles)
+    seven = next(p for p in geometry.profiles if p.name == "7g.141gb")
+    assert seven.memory_mib == 143360 and not seven.memory_estimated
 
 
 def test_oracle_comparison_reports_each_kind_of_difference() -> None:
