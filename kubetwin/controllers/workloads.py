@@ -26,6 +26,7 @@ from kubetwin.controllers.base import (
     resolve_int_or_percent,
     safe_encode,
 )
+from kubetwin.predicates import pod_affinity_matches, untolerated_taint
 
 Obj = dict[str, Any]
 PODS = core("pods")
@@ -249,61 +250,10 @@ class DeploymentController(Controller):
         _write_status(self.api, DEPLOY, d, status)
 
 
-def _node_matches(pod_spec: Obj, node: Obj) -> bool:
-    labels = node["metadata"].get("labels") or {}
-    for k, v in (pod_spec.get("nodeSelector") or {}).items():
-        if labels.get(k) != v:
-            return False
-    req = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
-           .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    terms = req.get("nodeSelectorTerms") or []
-    if terms:
-        def term_ok(t: Obj) -> bool:
-            exprs = t.get("matchExpressions") or []
-            fields = t.get("matchFields") or []
-            if not exprs and not fields:
-                return False
-            fl = {"metadata.name": node["metadata"]["name"]}
-            return all(_expr_ok(e, labels) for e in exprs) and all(_expr_ok(e, fl) for e in fields)
-        if not any(term_ok(t) for t in terms):
-            return False
-    tols = pod_spec.get("tolerations") or []
-    for taint in (node.get("spec") or {}).get("taints") or []:
-        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
-            continue
-        if not any(_tolerates(t, taint) for t in tols):
-            return False
-    return True
-
-
-def _expr_ok(e: Obj, labels: dict[str, str]) -> bool:
-    key, op, vals = e.get("key", ""), e.get("operator", ""), e.get("values") or []
-    has = key in labels
-    if op == "In":
-        return has and labels[key] in vals
-    if op == "NotIn":
-        return not has or labels[key] not in vals
-    if op == "Exists":
-        return has
-    if op == "DoesNotExist":
-        return not has
-    if op in ("Gt", "Lt") and has and vals:
-        try:
-            a, b = int(labels[key]), int(vals[0])
-        except ValueError:
-            return False
-        return a > b if op == "Gt" else a < b
-    return False
-
-
-def _tolerates(t: Obj, taint: Obj) -> bool:
-    if t.get("effect") and t["effect"] != taint.get("effect"):
-        return False
-    if not t.get("key"):
-        return t.get("operator") == "Exists"
-    if t["key"] != taint.get("key"):
-        return False
-    return t.get("operator") == "Exists" or t.get("value", "") == taint.get("value", "")
+def _runs_daemon_pod(pod_spec: Obj, node: Obj) -> bool:
+    """The node passes the template's node selector, required node affinity and taint tolerations."""
+    taints = (node.get("spec") or {}).get("taints") or []
+    return pod_affinity_matches(pod_spec, node) and untolerated_taint(taints, pod_spec.get("tolerations") or []) is None
 
 
 _DS_TOLERATIONS = [
@@ -346,7 +296,7 @@ class DaemonSetController(Controller):
         nodes = self.informers.get(NODES).list()
         ru = (ds["spec"].get("updateStrategy") or {})
         rolling = ru.get("type", "RollingUpdate") == "RollingUpdate"
-        eligible = [n for n in nodes if _node_matches(template.get("spec") or {}, n)]
+        eligible = [n for n in nodes if _runs_daemon_pod(template.get("spec") or {}, n)]
         max_unavail = resolve_int_or_percent((ru.get("rollingUpdate") or {}).get("maxUnavailable", 1),
                                              len(eligible), round_up=True) or 1
         by_node: dict[str, list[Obj]] = {}

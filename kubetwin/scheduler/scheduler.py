@@ -28,14 +28,9 @@ from kubetwin.api.errors import ApiError
 from kubetwin.api.resources import ResourceType, core
 from kubetwin.api.store import clone
 from kubetwin.passloop import PassLoop
-from kubetwin.scheduler.dra.allocator import (
-    AllocatedState,
-    AllocatorCache,
-    Features,
-    allocate,
-    node_matches_selector,
-)
-from kubetwin.scheduler.dra.cel import parse_quantity
+from kubetwin.predicates import node_matches_selector, pod_affinity_matches, tolerated, untolerated_taint
+from kubetwin.scheduler.dra.allocator import AllocatedState, AllocatorCache, Features, allocate
+from kubetwin.scheduler.quantity import parse_quantity
 
 __all__ = ["DELETE_PROTECTION", "EXTENDED_CLAIM_ANNOTATION", "Scheduler", "SchedulerSettings"]
 
@@ -95,19 +90,6 @@ def _meta(o: Obj) -> dict[str, Any]:
 
 def _key(o: Obj) -> str:
     return f"{_meta(o).get('namespace', '')}/{_meta(o).get('name', '')}"
-
-
-def _tolerates(tols: list[Obj], taint: Obj) -> bool:
-    for t in tols:
-        if t.get("effect") and t.get("effect") != taint.get("effect"):
-            continue
-        if t.get("key") and t.get("key") != taint.get("key"):
-            continue
-        if not t.get("key") and t.get("operator") != "Exists":
-            continue
-        if t.get("operator") == "Exists" or (t.get("value") or "") == (taint.get("value") or ""):
-            return True
-    return False
 
 
 def _node_ready(node: Obj) -> bool:
@@ -413,21 +395,16 @@ class Scheduler:
         spec = pod.get("spec") or {}
         nspec = node.get("spec") or {}
         tols = list(spec.get("tolerations") or [])
-        if nspec.get("unschedulable") and not _tolerates(
+        if nspec.get("unschedulable") and not tolerated(
                 tols, {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}):
             return _NodeResult("node(s) were unschedulable")
         taints = list(nspec.get("taints") or [])
         if not _node_ready(node) and not any(t.get("key") == "node.kubernetes.io/not-ready" for t in taints):
             taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
-        for t in taints:
-            if t.get("effect") in ("NoSchedule", "NoExecute") and not _tolerates(tols, t):
-                return _NodeResult(f"node(s) had untolerated taint {{{t.get('key')}: {t.get('value', '')}}}")
-        labels = _meta(node).get("labels") or {}
-        if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
-            return _NodeResult("node(s) didn't match Pod's node affinity/selector")
-        required = (((spec.get("affinity") or {}).get("nodeAffinity") or {})
-                    .get("requiredDuringSchedulingIgnoredDuringExecution"))
-        if required and not node_matches_selector(node, required):
+        blocking = untolerated_taint(taints, tols)
+        if blocking is not None:
+            return _NodeResult(f"node(s) had untolerated taint {{{blocking.get('key')}: {blocking.get('value', '')}}}")
+        if not pod_affinity_matches(spec, node):
             return _NodeResult("node(s) didn't match Pod's node affinity/selector")
         alloc_ = (node.get("status") or {}).get("allocatable") or {}
         req = _pod_requests(pod)

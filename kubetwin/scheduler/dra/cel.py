@@ -31,6 +31,8 @@ from celpy import celtypes
 from celpy.celparser import CELParseError
 from celpy.evaluation import CELEvalError
 
+from kubetwin.scheduler.quantity import parse_quantity
+
 __all__ = [
     "CelCompileError",
     "CelRuntimeError",
@@ -39,7 +41,6 @@ __all__ = [
     "Semver",
     "compile_selector",
     "device_activation",
-    "parse_quantity",
 ]
 
 
@@ -54,39 +55,7 @@ class CelRuntimeError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Quantity (k8s.io/apimachinery resource.Quantity semantics, exact arithmetic)
-
-_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SUFFIXES = {
-    "n": Fraction(1, 10**9),
-    "u": Fraction(1, 10**6),
-    "m": Fraction(1, 10**3),
-    "": Fraction(1),
-    "k": Fraction(10**3),
-    "M": Fraction(10**6),
-    "G": Fraction(10**9),
-    "T": Fraction(10**12),
-    "P": Fraction(10**15),
-    "E": Fraction(10**18),
-}
-_QUANTITY_RE = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$")
-
-
-def parse_quantity(text: str) -> Fraction:
-    """Exact value of a Kubernetes quantity string (``"10Gi"``, ``"500m"``, ``"1e3"``).
-
-    Raises ``ValueError`` on a malformed quantity, like ``resource.ParseQuantity``.
-    """
-    m = _QUANTITY_RE.match(text.strip())
-    if not m:
-        raise ValueError(f"quantities must match the regular expression '{_QUANTITY_RE.pattern}'")
-    number, suffix = m.group(1), m.group(2) or ""
-    value = Fraction(number)
-    if suffix in _BINARY_SUFFIXES:
-        return value * _BINARY_SUFFIXES[suffix]
-    if suffix in _DECIMAL_SUFFIXES:
-        return value * _DECIMAL_SUFFIXES[suffix]
-    return value * Fraction(10) ** int(suffix[1:])
+# Quantity and semver values (CEL types)
 
 
 class Quantity:
