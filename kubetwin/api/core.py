@@ -4,6 +4,10 @@ The HTTPS front end and the in-process controllers, scheduler and kubelet all ca
 created by ``kubectl apply`` and one created by the ReplicaSet controller go through the same defaulting,
 validation, admission, finalizer and deletion rules — the twin cannot behave one way for tests and another
 for its own machinery.
+
+Over 600 lines on purpose: :class:`Api` is one class whose write paths share one store transaction and one
+admission order (defaults → mutating webhooks → validation → validating webhooks → finalizers); the
+algorithms it calls (patch, validation, defaults, webhooks) are already modules of their own.
 """
 
 from __future__ import annotations
