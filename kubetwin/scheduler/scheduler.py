@@ -9,6 +9,10 @@ first by name wins (real kube-scheduler breaks score ties randomly, §3.13); onl
 needs (NodeUnschedulable, NodeName, TaintToleration incl. the not-ready taint, NodeAffinity/nodeSelector,
 NodeResourcesFit for cpu/memory/pods/extended resources, DynamicResources); preemption never evicts.
 
+The DynamicResources steps that need no scheduler state (PreEnqueue's claim lookup, extended-resource
+mapping, DeviceTaintRules) live in :mod:`kubetwin.scheduler.dynamicresources`; shared node rules (taints,
+affinity) in :mod:`kubetwin.predicates`.
+
 Entry points: ``Scheduler(api).start()`` / ``.stop()`` for the twin; ``schedule_pending()`` runs one
 synchronous pass (tests use it with fake time).
 """
@@ -30,14 +34,25 @@ from kubetwin.api.store import clone
 from kubetwin.passloop import PassLoop
 from kubetwin.predicates import node_matches_selector, pod_affinity_matches, tolerated, untolerated_taint
 from kubetwin.scheduler.dra.allocator import AllocatedState, AllocatorCache, Features, allocate
+from kubetwin.scheduler.dynamicresources import (
+    CLAIMS,
+    CLASSES,
+    EXTENDED_CLAIM_ANNOTATION,
+    SLICES,
+    TAINT_RULES,
+    ExtendedRequest,
+    device_classes,
+    extended_claim,
+    extended_requests,
+    pod_claims,
+    slices_with_rule_taints,
+)
 from kubetwin.scheduler.quantity import parse_quantity
 
-__all__ = ["DELETE_PROTECTION", "EXTENDED_CLAIM_ANNOTATION", "Scheduler", "SchedulerSettings"]
+__all__ = ["DELETE_PROTECTION", "EXTENDED_CLAIM_ANNOTATION", "TAINT_RULES", "Scheduler", "SchedulerSettings"]
 
 Obj = dict[str, Any]
 DELETE_PROTECTION = "resource.kubernetes.io/delete-protection"
-EXTENDED_CLAIM_ANNOTATION = "resource.kubernetes.io/extended-resource-claim"
-IMPLICIT_EXTENDED_PREFIX = "deviceclass.resource.kubernetes.io/"
 _COMPONENT = "default-scheduler"
 _NOT_HELPFUL = "Preemption is not helpful for scheduling"
 _NO_VICTIMS = "No preemption victims found for incoming pod"
@@ -45,10 +60,6 @@ _STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage", "pods")
 
 PODS = core("pods")
 NODES = core("nodes")
-CLAIMS = core("resourceclaims")
-SLICES = core("resourceslices")
-CLASSES = core("deviceclasses")
-TAINT_RULES = core("devicetaintrules")
 
 
 @dataclass(frozen=True)
@@ -194,7 +205,7 @@ class Scheduler:
     def _schedule_one(self, pod: Obj) -> bool:
         uid = str(_meta(pod).get("uid"))
         try:
-            claims = self._pre_enqueue(pod)
+            claims = pod_claims(self.api, pod)
             if claims is None:
                 return False  # held back until its claims exist (no condition, no event: §4.1)
             node, allocations, ext = self._find_node(pod, claims)
@@ -212,73 +223,13 @@ class Scheduler:
         self._backoff.pop(uid, None)
         return True
 
-    # -- DynamicResources PreEnqueue / PreFilter ------------------------------------------------------
-
-    def _pre_enqueue(self, pod: Obj) -> list[Obj] | None:
-        ns = str(_meta(pod).get("namespace", ""))
-        statuses = {s.get("name"): s for s in (pod.get("status") or {}).get("resourceClaimStatuses") or []}
-        claims: list[Obj] = []
-        for pc in (pod.get("spec") or {}).get("resourceClaims") or []:
-            name = pc.get("resourceClaimName")
-            if not name and pc.get("resourceClaimTemplateName"):
-                st = statuses.get(pc.get("name"))
-                if st is None:
-                    return None
-                name = st.get("resourceClaimName")
-                if not name:
-                    continue  # intentionally no claim
-            if not name:
-                continue
-            claim = self.api.try_get(CLAIMS, ns, str(name))
-            if claim is None or _meta(claim).get("deletionTimestamp"):
-                return None
-            if pc.get("resourceClaimTemplateName"):
-                owners = _meta(claim).get("ownerReferences") or []
-                if not any(o.get("uid") == _meta(pod).get("uid") and o.get("controller") for o in owners):
-                    return None
-            claims.append(claim)
-        return claims
-
-    def _classes(self) -> dict[str, Obj]:
-        items, _ = self.api.list(CLASSES)
-        return {str(_meta(c).get("name")): c for c in items}
-
-    def _extended_requests(self, pod: Obj, classes: dict[str, Obj]) -> list[tuple[int, str, str, str, int]]:
-        """(container index, container name, resource, class, count) for DRA-mapped extended resources
-        (kubernetes-dra.md §7); the newest class wins a name, ties by smaller class name."""
-        if not self.settings.features.extended_resource:
-            return []
-        by_name: dict[str, Obj] = {}
-        for c in sorted(classes.values(), key=lambda c: str(_meta(c).get("name"))):
-            ern = (c.get("spec") or {}).get("extendedResourceName")
-            if not ern:
-                continue
-            cur = by_name.get(ern)
-            if cur is None or str(_meta(c).get("creationTimestamp", "")) > str(_meta(cur).get("creationTimestamp", "")):
-                by_name[ern] = c
-        out: list[tuple[int, str, str, str, int]] = []
-        spec = pod.get("spec") or {}
-        containers = list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
-        for i, c in enumerate(containers):
-            res = c.get("resources") or {}
-            merged = {**(res.get("limits") or {}), **(res.get("requests") or {})}
-            for rname in sorted(merged):
-                cls_name: str | None = None
-                if rname.startswith(IMPLICIT_EXTENDED_PREFIX) and rname[len(IMPLICIT_EXTENDED_PREFIX):] in classes:
-                    cls_name = rname[len(IMPLICIT_EXTENDED_PREFIX):]
-                elif rname in by_name:
-                    cls_name = str(_meta(by_name[rname]).get("name"))
-                if cls_name is not None:
-                    out.append((i, str(c.get("name")), rname, cls_name, int(parse_quantity(str(merged[rname])))))
-        return out
-
     # -- Filter ---------------------------------------------------------------------------------------
 
     def _find_node(self, pod: Obj, claims: list[Obj]) -> tuple[Obj, list[Obj], Obj | None]:
         nodes, _ = self.api.list(NODES)
         nodes.sort(key=lambda n: str(_meta(n).get("name")))
-        classes = self._classes()
-        ext_reqs = self._extended_requests(pod, classes)
+        classes = device_classes(self.api)
+        ext_reqs = extended_requests(pod, classes, self.settings.features)
         has_dra = bool(claims) or bool(ext_reqs)
         pending = [c for c in claims if not (c.get("status") or {}).get("allocation")]
         if has_dra:
@@ -296,7 +247,7 @@ class Scheduler:
         state = AllocatedState()
         all_claims: list[Obj] = []
         if has_dra:
-            slices = self._slices_with_rule_taints()
+            slices = slices_with_rule_taints(self.api, self.settings.features)
             all_claims, _ = self.api.list(CLAIMS)
             state = AllocatedState.from_claims(all_claims)
         results: dict[str, _NodeResult] = {}
@@ -311,39 +262,6 @@ class Scheduler:
                 return node, r.allocations or [], ext_by_node.get(name)
         deallocated = self._post_filter(pod, claims, results)
         raise _Unschedulable(self._fit_error(len(nodes), None, results, has_dra, deallocated))
-
-    def _slices_with_rule_taints(self) -> list[Obj]:
-        """Slices with DeviceTaintRule taints applied as if they were in the slice (§1.7); the rules are
-        served from 1.37 (v1), earlier only with off-by-default beta/alpha APIs."""
-        slices, _ = self.api.list(SLICES)
-        if not self.settings.features.device_taints or self.settings.features.minor < 37:
-            return slices
-        rules, _ = self.api.list(TAINT_RULES)
-        rules = [r for r in rules if (r.get("spec") or {}).get("deviceSelector") is not None]
-        if not rules:
-            return slices
-        out = []
-        for sl in slices:
-            sp = sl.get("spec") or {}
-            changed = False
-            devices = []
-            for d in sp.get("devices") or []:
-                extra = []
-                for r in rules:
-                    sel = r["spec"]["deviceSelector"]
-                    if all(sel.get(k) in (None, v) for k, v in (("driver", sp.get("driver")),
-                                                                 ("pool", (sp.get("pool") or {}).get("name")),
-                                                                 ("device", d.get("name")))):
-                        extra.append(dict(r["spec"].get("taint") or {}))
-                if extra:
-                    d = {**d, "taints": [*(d.get("taints") or []), *extra]}
-                    changed = True
-                devices.append(d)
-            if changed:
-                sl = {**sl, "metadata": {**(sl.get("metadata") or {}), "resourceVersion": ""},
-                      "spec": {**sp, "devices": devices}}
-            out.append(sl)
-        return out
 
     def _post_filter(self, pod: Obj, claims: list[Obj], results: dict[str, _NodeResult]) -> bool:
         """DynamicResources PostFilter (§4.1): deallocate one allocated claim that is unavailable on the
@@ -390,7 +308,7 @@ class Scheduler:
         acc["pods"] = acc.get("pods", Fraction(0)) + 1
 
     def _filter(self, pod: Obj, node: Obj, used: dict[str, Fraction], claims: list[Obj], pending: list[Obj],
-                ext_reqs: list[tuple[int, str, str, str, int]], slices: list[Obj], classes: dict[str, Obj],
+                ext_reqs: list[ExtendedRequest], slices: list[Obj], classes: dict[str, Obj],
                 state: AllocatedState, ext_by_node: dict[str, Obj | None]) -> _NodeResult:
         spec = pod.get("spec") or {}
         nspec = node.get("spec") or {}
@@ -408,7 +326,7 @@ class Scheduler:
             return _NodeResult("node(s) didn't match Pod's node affinity/selector")
         alloc_ = (node.get("status") or {}).get("allocatable") or {}
         req = _pod_requests(pod)
-        ext_names = {r[2] for r in ext_reqs}
+        ext_names = {r.resource for r in ext_reqs}
         insufficient: list[str] = []
         if used.get("pods", Fraction(0)) + 1 > parse_quantity(str(alloc_.get("pods", "110"))):
             insufficient.append("Too many pods")
@@ -425,7 +343,7 @@ class Scheduler:
         if insufficient:
             return _NodeResult(", ".join(insufficient), resolvable=True)
         # DynamicResources
-        node_ext = [r for r in ext_reqs if parse_quantity(str(alloc_.get(r[2], "0"))) == 0]
+        node_ext = [r for r in ext_reqs if parse_quantity(str(alloc_.get(r.resource, "0"))) == 0]
         for c in claims:
             a = (c.get("status") or {}).get("allocation")
             if a and not node_matches_selector(node, a.get("nodeSelector")):
@@ -433,7 +351,7 @@ class Scheduler:
         to_allocate = list(pending)
         ext_claim: Obj | None = None
         if node_ext:
-            ext_claim = self._extended_claim(pod, node_ext)
+            ext_claim = extended_claim(pod, node_ext)
             to_allocate.append(ext_claim)
         if not to_allocate:
             return _NodeResult(allocations=[])
@@ -445,30 +363,6 @@ class Scheduler:
             return _NodeResult(out.unschedulable or "cannot allocate all claims")
         ext_by_node[str(_meta(node).get("name"))] = ext_claim
         return _NodeResult(allocations=out.allocations)
-
-    def _extended_claim(self, pod: Obj, reqs: list[tuple[int, str, str, str, int]]) -> Obj:
-        per_container: dict[int, int] = {}
-        requests = []
-        mappings = []
-        for ci, cname, rname, cls, count in reqs:
-            j = per_container.get(ci, 0)
-            per_container[ci] = j + 1
-            rq = f"container-{ci}-request-{j}"
-            requests.append({"name": rq, "exactly": {"deviceClassName": cls, "allocationMode": "ExactCount",
-                                                      "count": count}})
-            mappings.append({"containerName": cname, "resourceName": rname, "requestName": rq})
-        requests.sort(key=lambda r: str(r["name"]))
-        md = _meta(pod)
-        return {
-            "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
-            "metadata": {"name": "<extended-resources>", "namespace": md.get("namespace"),
-                         "generateName": f"{md.get('name')}-extended-resources-",
-                         "annotations": {EXTENDED_CLAIM_ANNOTATION: "true"},
-                         "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": md.get("name"),
-                                              "uid": md.get("uid"), "controller": True, "blockOwnerDeletion": True}]},
-            "spec": {"devices": {"requests": requests}},
-            "_requestMappings": mappings,
-        }
 
     def _fit_error(self, n: int, prefilter: str | None, results: dict[str, _NodeResult], has_dra: bool,
                    deallocated: bool = False) -> str:
