@@ -26,15 +26,12 @@ from kubetwin.api.resources import core
 from kubetwin.api.server import ApiServer
 from kubetwin.api.webhooks import ServiceResolver, WebhookAdmission, no_endpoints
 from kubetwin.controllers.base import SharedInformers
+from kubetwin.controllers.daemonsets import DaemonSetController
 from kubetwin.controllers.gc import GarbageCollector
+from kubetwin.controllers.jobs import JobController
 from kubetwin.controllers.namespace import NamespaceController, ServiceAccountController
+from kubetwin.controllers.replicasets import DeploymentController, ReplicaSetController
 from kubetwin.controllers.resourceclaim import ResourceClaimController
-from kubetwin.controllers.workloads import (
-    DaemonSetController,
-    DeploymentController,
-    JobController,
-    ReplicaSetController,
-)
 from kubetwin.kubelet.kubelet import Kubelet, KubeletConfig
 from kubetwin.nodes import NodeAgent, NodeSpec, node_object
 from kubetwin.scheduler.scheduler import Scheduler

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -211,7 +212,41 @@ def fnv32a(data: bytes) -> int:
     return h
 
 
+def template_hash(template: Obj, collision_count: int = 0) -> str:
+    """A pod-template-hash in the real alphabet (fnv32a over the template, SafeEncodeString)."""
+    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    if collision_count:
+        data += str(collision_count).encode()
+    return safe_encode(fnv32a(data))
+
+
+def write_status(api: Api, rt: ResourceType, obj: Obj, status: Obj) -> None:
+    """Write ``status`` through the status subresource unless unchanged; a deleted or since-changed object is
+    left to the next sync (404/409 ignored)."""
+    if obj.get("status") == status:
+        return
+    body = copy.deepcopy(obj)
+    body["status"] = status
+    try:
+        api.update(rt, obj["metadata"]["namespace"], obj["metadata"]["name"], body, subresource="status")
+    except ApiError as exc:
+        if exc.code not in (404, 409):
+            raise
+
+
+def delete_if_present(api: Api, rt: ResourceType, namespace: str | None, name: str, **options: Any) -> bool:
+    """Delete; an object that is already gone (404) is not an error. Returns whether this call deleted it."""
+    try:
+        api.delete(rt, namespace, name, **options)
+    except ApiError as exc:
+        if exc.code != 404:
+            raise
+        return False
+    return True
+
+
 __all__ = [
-    "Controller", "SharedInformers", "controller_ref", "fnv32a", "match_selector", "owned_by", "owner_ref",
-    "pod_active", "pod_from_template", "pod_ready", "resolve_int_or_percent", "safe_encode",
+    "Controller", "SharedInformers", "controller_ref", "delete_if_present", "fnv32a", "match_selector", "owned_by",
+    "owner_ref", "pod_active", "pod_from_template", "pod_ready", "resolve_int_or_percent", "safe_encode",
+    "template_hash", "write_status",
 ]

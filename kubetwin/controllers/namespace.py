@@ -11,7 +11,7 @@ from typing import Any
 
 from kubetwin.api.errors import ApiError
 from kubetwin.api.resources import core
-from kubetwin.controllers.base import Controller, SharedInformers
+from kubetwin.controllers.base import Controller, SharedInformers, delete_if_present
 
 NAMESPACES = core("namespaces")
 SERVICEACCOUNTS = core("serviceaccounts")
@@ -41,11 +41,7 @@ class NamespaceController(Controller):
             for obj in items:
                 if obj["metadata"].get("deletionTimestamp"):
                     continue
-                try:
-                    self.api.delete(rt, name, obj["metadata"]["name"], propagation_policy="Background")
-                except ApiError as exc:
-                    if exc.code != 404:
-                        raise
+                delete_if_present(self.api, rt, name, obj["metadata"]["name"], propagation_policy="Background")
         if remaining:
             self.queue.add_after(key, self._recheck)
             return

@@ -14,6 +14,10 @@ Kubernetes environment adds on top of standard CEL (reference kubernetes-dra.md 
 
 Known gaps versus cel-go (listed in the twin's fidelity notes): optional syntax (``.?``,
 ``orValue``), ``cel.bind``, static type checking and cost limits are not available in cel-python.
+
+One module on purpose: the value types, the function library, the ``device`` activation and the error
+rewriting are one CEL environment (each function is registered against the types beside it). Quantity
+*parsing*, which the scheduler also needs outside CEL, lives in :mod:`kubetwin.scheduler.quantity`.
 """
 
 from __future__ import annotations
