@@ -157,15 +157,18 @@ class WorkQueue:
 
     def add(self, key: Any) -> None:
         with self._cond:
-            if self._closed:
-                return
-            if key in self._processing:
-                self._dirty.add(key)
-                return
-            if key not in self._queued:
-                self._queued.add(key)
-                self._ready.append(key)
-                self._cond.notify()
+            if not self._closed:
+                self._push(key)
+
+    def _push(self, key: Any) -> None:
+        """With the lock held: make ``key`` ready unless it already is; a key being processed is only marked
+        to run again once :meth:`done` is called."""
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.append(key)
+            self._cond.notify()
 
     def add_after(self, key: Any, delay: float) -> None:
         if delay <= 0:
@@ -185,11 +188,7 @@ class WorkQueue:
                 now = self._mono()
                 while self._delayed and self._delayed[0][0] <= now:
                     _, _, k = heapq.heappop(self._delayed)
-                    if k in self._processing:
-                        self._dirty.add(k)
-                    elif k not in self._queued:
-                        self._queued.add(k)
-                        self._ready.append(k)
+                    self._push(k)
                 if self._ready:
                     k = self._ready.pop(0)
                     self._queued.discard(k)
@@ -210,10 +209,7 @@ class WorkQueue:
             self._processing.discard(key)
             if key in self._dirty:
                 self._dirty.discard(key)
-                if key not in self._queued:
-                    self._queued.add(key)
-                    self._ready.append(key)
-                    self._cond.notify()
+                self._push(key)
 
     def close(self) -> None:
         with self._cond:

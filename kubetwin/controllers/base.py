@@ -63,6 +63,14 @@ class Controller:
     def sync(self, key: Any) -> None:
         raise NotImplementedError
 
+    def live(self, rt: ResourceType, key: tuple[str, str]) -> Obj | None:
+        """The cached object at ``key`` (namespace, name) unless it is gone or being deleted: what most syncs
+        start from (a deleted owner is left to the garbage collector)."""
+        obj = self.informers.get(rt).get(*key)
+        if obj is None or obj["metadata"].get("deletionTimestamp"):
+            return None
+        return obj
+
     # -- expectations (client-go's ControllerExpectations) --------------------------------------------
     # A controller that just created or deleted pods must not act again on a cache that has not seen those
     # writes yet, or it would create twice as many pods.

@@ -66,9 +66,9 @@ class DaemonSetController(Controller):
             self.queue.add((ds["metadata"]["namespace"], ds["metadata"]["name"]))
 
     def sync(self, key: Any) -> None:
-        ns, name = key
-        ds = self.informers.get(DS).get(ns, name)
-        if ds is None or ds["metadata"].get("deletionTimestamp"):
+        ns, _ = key
+        ds = self.live(DS, key)
+        if ds is None:
             return
         template = ds["spec"]["template"]
         h = template_hash(template)

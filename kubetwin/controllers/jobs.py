@@ -40,8 +40,8 @@ class JobController(Controller):
 
     def sync(self, key: Any) -> None:
         ns, name = key
-        job = self.informers.get(JOBS).get(ns, name)
-        if job is None or job["metadata"].get("deletionTimestamp"):
+        job = self.live(JOBS, key)
+        if job is None:
             return
         uid = job["metadata"]["uid"]
         spec = job["spec"]

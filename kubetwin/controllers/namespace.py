@@ -66,8 +66,7 @@ class ServiceAccountController(Controller):
 
     def sync(self, key: Any) -> None:
         _, name = key
-        ns = self.informers.get(NAMESPACES).get("", name)
-        if ns is None or ns["metadata"].get("deletionTimestamp"):
+        if self.live(NAMESPACES, key) is None:
             return
         if self.informers.get(SERVICEACCOUNTS).get(name, "default") is not None:
             return

@@ -47,8 +47,8 @@ class ReplicaSetController(Controller):
 
     def sync(self, key: Any) -> None:
         ns, name = key
-        rs = self.informers.get(RS).get(ns, name)
-        if rs is None or rs["metadata"].get("deletionTimestamp"):
+        rs = self.live(RS, key)
+        if rs is None:
             return
         if not self.expectations_met(key, self.informers.get(PODS)):
             return
@@ -97,8 +97,8 @@ class DeploymentController(Controller):
 
     def sync(self, key: Any) -> None:
         ns, name = key
-        d = self.informers.get(DEPLOY).get(ns, name)
-        if d is None or d["metadata"].get("deletionTimestamp"):
+        d = self.live(DEPLOY, key)
+        if d is None:
             return
         spec = d["spec"]
         want = int(spec.get("replicas", 1))
