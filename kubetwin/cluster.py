@@ -27,7 +27,7 @@ from kubetwin.api.server import ApiServer
 from kubetwin.api.webhooks import ServiceResolver, WebhookAdmission, no_endpoints
 from kubetwin.controllers.base import SharedInformers
 from kubetwin.controllers.daemonsets import DaemonSetController
-from kubetwin.controllers.gc import GarbageCollector
+from kubetwin.controllers.garbagecollector import GarbageCollector
 from kubetwin.controllers.jobs import JobController
 from kubetwin.controllers.namespace import NamespaceController, ServiceAccountController
 from kubetwin.controllers.replicasets import DeploymentController, ReplicaSetController
