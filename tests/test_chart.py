@@ -19,7 +19,7 @@ FALLBACK_HELM = Path("/tmp/kx/layer/helm/helm")
 
 def helm_binary() -> Path:
     try:
-        from checks.kube.tools import find_tool
+        from checks.kube.binaries import find_tool
 
         return find_tool("helm").path
     except Exception:

@@ -28,7 +28,7 @@ from kubernetes import client as kclient  # noqa: E402
 from kubernetes import config as kconfig  # noqa: E402
 
 from checks.driver import gates as G  # noqa: E402
-from checks.kube.cluster import Cluster, ClusterTarget  # noqa: E402
+from checks.kube.client import ClusterClient, ClusterTarget  # noqa: E402
 from checks.kube.labels import RUN_ID_LABEL  # noqa: E402
 from checks.kube.wait import source_for, wait_until  # noqa: E402
 from checks.twin.nvidia import chart_path  # noqa: E402
@@ -160,7 +160,7 @@ def test_sigterm_mid_run_leaves_nothing(twin: Any, tmp_path: Path) -> None:
                          "--instance", "gpu_1x_h100_sxm5", "--run-id", run_id, "--output", str(out),
                          "--stress-pods", "20", "--stress-iterations", "50", "-k", "test_shared_claim_many_pods")
     try:
-        with Cluster(ClusterTarget(Path(twin.kubeconfig)), run_dir=tmp_path / "kube") as cluster:
+        with ClusterClient(ClusterTarget(Path(twin.kubeconfig)), run_dir=tmp_path / "kube") as cluster:
             pods = source_for(cluster, "pods", None, label_selector=f"{RUN_ID_LABEL}={run_id}")
             wait_until(pods, lambda state: len(state) >= 5, timeout=120,
                        what="the stress check's pods to appear")
@@ -185,7 +185,7 @@ BROKEN_CHECK = '''
 import pytest
 
 from checks.suite.context import CheckContext
-from checks.suite.driverconfig import DriverConfig
+from checks.scenarios.driverconfig import DriverConfig
 
 BROKEN = DriverConfig.make({"DynamicMIG": True, "MPSSupport": True})
 

@@ -16,7 +16,7 @@ twin_cluster = pytest.importorskip("checks.twin.lambda_twin")
 
 from checks.kube import objects  # noqa: E402
 from checks.kube.artifacts import collect  # noqa: E402
-from checks.kube.cluster import Cluster, ClusterTarget  # noqa: E402
+from checks.kube.client import ClusterClient, ClusterTarget  # noqa: E402
 from checks.kube.helm import InstallOptions, ReleaseNotManaged, release_status, upgrade_install  # noqa: E402
 from checks.kube.labels import RUN_ID_LABEL, cleanup, labels_for, namespace_name  # noqa: E402
 from checks.kube.wait import PodTimeline, WaitOptions, wait_pod_ready  # noqa: E402
@@ -26,12 +26,12 @@ OTHER = "r20261126-175800-cd34"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterClient]:
     run_dir = tmp_path_factory.mktemp("twin")
     tw = twin_cluster.Twin("gpu_1x_a10", run_dir=run_dir)
     tw.start()
     try:
-        with Cluster(ClusterTarget(Path(tw.kubeconfig)), run_dir=run_dir / "kube") as c:
+        with ClusterClient(ClusterTarget(Path(tw.kubeconfig)), run_dir=run_dir / "kube") as c:
             yield c
     finally:
         tw.stop()
@@ -46,13 +46,13 @@ def cm(name: str, ns: str, labels: dict[str, str]) -> dict[str, Any]:
             "data": {"k": "v"}}
 
 
-def test_server_version_and_kubectl(cluster: Cluster) -> None:
+def test_server_version_and_kubectl(cluster: ClusterClient) -> None:
     v = cluster.server_version()
     assert v.major == 1 and v.minor >= 34
     assert "node" in cluster.kubectl("get", "nodes", "-o", "name").stdout
 
 
-def test_pod_ready_timeline_and_artifacts(cluster: Cluster, tmp_path: Path) -> None:
+def test_pod_ready_timeline_and_artifacts(cluster: ClusterClient, tmp_path: Path) -> None:
     ns = namespace_name(RUN, "kube-twin-pod")
     objects.create(cluster, ns_obj(ns, labels_for(RUN, "kube-twin-pod")))
     objects.create(cluster, {
@@ -74,7 +74,7 @@ def test_pod_ready_timeline_and_artifacts(cluster: Cluster, tmp_path: Path) -> N
     cleanup(cluster, RUN, timeout=60)
 
 
-def test_cleanup_removes_only_labelled_objects_of_the_run(cluster: Cluster) -> None:
+def test_cleanup_removes_only_labelled_objects_of_the_run(cluster: ClusterClient) -> None:
     ns = namespace_name(RUN, "kube-twin-clean")
     objects.create(cluster, ns_obj(ns, labels_for(RUN)))
     objects.create(cluster, cm("mine", ns, labels_for(RUN)))
@@ -96,7 +96,7 @@ def test_cleanup_removes_only_labelled_objects_of_the_run(cluster: Cluster) -> N
     assert left == []
 
 
-def test_helm_refuses_a_release_it_did_not_install(cluster: Cluster, tmp_path: Path) -> None:
+def test_helm_refuses_a_release_it_did_not_install(cluster: ClusterClient, tmp_path: Path) -> None:
     chart = tmp_path / "tiny"
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: tiny\nversion: 0.1.0\n")

@@ -18,8 +18,8 @@ from checks.kube.wait import (
     PodTimeline,
     WaitOptions,
     WaitTimeout,
-    WatchEvent,
     WatchExpired,
+    WatchStreamEvent,
     describe_pod,
     wait_for,
     wait_until,
@@ -43,7 +43,7 @@ def pod(name: str, rv: int, *, phase: str = "Pending", ready: bool = False, node
             "status": {"phase": phase, "conditions": conds, **extra}}
 
 
-Script = list[tuple[float, WatchEvent] | str]
+Script = list[tuple[float, WatchStreamEvent] | str]
 
 
 class ScriptedSource:
@@ -60,7 +60,7 @@ class ScriptedSource:
     def list(self) -> tuple[list[dict[str, Any]], str]:
         return self.lists.pop(0)
 
-    def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
+    def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchStreamEvent]:
         self.watch_rvs.append(resource_version)
         self.watch_timeouts.append(timeout_s)
         script = self.watches.pop(0) if self.watches else []
@@ -98,9 +98,9 @@ def test_condition_true_at_list_returns_without_watching() -> None:
 def test_watch_starts_at_list_resource_version_and_applies_events() -> None:
     clock = FakeClock()
     src = ScriptedSource(clock, [([pod("a", 5)], "7")], [[
-        (1.0, WatchEvent("MODIFIED", pod("a", 8, phase="Running", node="n1"))),
-        (1.0, WatchEvent("BOOKMARK", {"metadata": {"resourceVersion": "9"}})),
-        (1.0, WatchEvent("MODIFIED", pod("a", 10, phase="Running", ready=True, node="n1"))),
+        (1.0, WatchStreamEvent("MODIFIED", pod("a", 8, phase="Running", node="n1"))),
+        (1.0, WatchStreamEvent("BOOKMARK", {"metadata": {"resourceVersion": "9"}})),
+        (1.0, WatchStreamEvent("MODIFIED", pod("a", 10, phase="Running", ready=True, node="n1"))),
     ]])
     o = opts(clock)
     got = wait_for(src, ready_named("a"), timeout=10, what="pod a Ready", options=o)
@@ -115,7 +115,7 @@ def test_dropped_watch_relists_and_sees_what_happened_meanwhile() -> None:
     # First watch delivers one event then the stream drops; the pod turned Ready while nobody watched:
     # only the relist can see it.
     src = ScriptedSource(clock, [([pod("a", 5)], "5"), ([pod("a", 12, phase="Running", ready=True)], "12")], [[
-        (1.0, WatchEvent("MODIFIED", pod("a", 6, phase="Running"))),
+        (1.0, WatchStreamEvent("MODIFIED", pod("a", 6, phase="Running"))),
     ]])
     o = opts(clock)
     got = wait_for(src, ready_named("a"), timeout=30, what="pod a Ready", options=o)
@@ -127,7 +127,7 @@ def test_410_expired_relists_and_rewatches_from_the_new_version() -> None:
     clock = FakeClock()
     src = ScriptedSource(clock, [([pod("a", 5)], "5"), ([pod("a", 40)], "40")], [
         ["410"],
-        [(2.0, WatchEvent("MODIFIED", pod("a", 41, phase="Running", ready=True)))],
+        [(2.0, WatchStreamEvent("MODIFIED", pod("a", 41, phase="Running", ready=True)))],
     ])
     o = opts(clock)
     wait_for(src, ready_named("a"), timeout=30, what="pod a Ready", options=o)
@@ -138,9 +138,9 @@ def test_410_expired_relists_and_rewatches_from_the_new_version() -> None:
 def test_deleted_events_remove_objects_so_deletion_waits_finish() -> None:
     clock = FakeClock()
     src = ScriptedSource(clock, [([pod("a", 5), pod("b", 6)], "6")], [[
-        (0.5, WatchEvent("DELETED", pod("a", 7))),
-        (0.5, WatchEvent("MODIFIED", pod("b", 8))),
-        (0.5, WatchEvent("DELETED", pod("b", 9))),
+        (0.5, WatchStreamEvent("DELETED", pod("a", 7))),
+        (0.5, WatchStreamEvent("MODIFIED", pod("b", 8))),
+        (0.5, WatchStreamEvent("DELETED", pod("b", 9))),
     ]])
     state = wait_until(src, lambda s: not s, timeout=5, what="pods gone", options=opts(clock))
     assert state == {}
@@ -152,7 +152,7 @@ def test_timeout_message_says_what_how_long_and_last_seen() -> None:
     stuck = pod("a", 9)
     stuck["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                       "message": "0/1 nodes are available: 1 cannot allocate all claims."}]
-    src = ScriptedSource(clock, [([pod("a", 5)], "5")], [[(3.0, WatchEvent("MODIFIED", stuck))], []] + [[]] * 5)
+    src = ScriptedSource(clock, [([pod("a", 5)], "5")], [[(3.0, WatchStreamEvent("MODIFIED", stuck))], []] + [[]] * 5)
     src.lists += [([stuck], "9")] * 6
     o = opts(clock, on_timeout=lambda state: "last event: FailedScheduling: no devices")
     with pytest.raises(WaitTimeout) as info:
@@ -181,7 +181,7 @@ def test_watches_that_close_at_once_back_off_instead_of_spinning() -> None:
     slept: list[float] = []
 
     class Closing(ScriptedSource):
-        def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
+        def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchStreamEvent]:
             self.watch_rvs.append(resource_version)
             return iter(())  # closes immediately, no time passes
 
@@ -234,7 +234,7 @@ def test_pod_timeline_feeds_from_a_wait_one_sample_per_pod() -> None:
     clock = FakeClock()
     pods = [pod(n, i) for i, n in enumerate(["a", "b", "c"], start=1)]
     src = ScriptedSource(clock, [(pods, "3")], [[
-        (0.1, WatchEvent("MODIFIED", pod(n, 10 + i, phase="Running", ready=True, node="n1")))
+        (0.1, WatchStreamEvent("MODIFIED", pod(n, 10 + i, phase="Running", ready=True, node="n1")))
         for i, n in enumerate(["a", "b", "c"])
     ]])
     tl = PodTimeline()

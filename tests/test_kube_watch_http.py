@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.retry import RetryPolicy
 from checks.kube.wait import WaitTimeout, wait_pod_ready
 
@@ -130,7 +130,7 @@ def test_410_error_line_in_the_stream_relists(server: tuple[Script, Path]) -> No
         [{"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "11"}}},
          {"type": "MODIFIED", "object": pod(12, True)}],
     ]
-    with Cluster(ClusterTarget(kubeconfig)) as cluster:
+    with ClusterClient(ClusterTarget(kubeconfig)) as cluster:
         got = wait_pod_ready(cluster, "ns", "a", timeout=20)
     assert got["metadata"]["resourceVersion"] == "12"
     assert [w["resourceVersion"] for w in watches(script)] == [["5"], ["10"]]
@@ -143,7 +143,7 @@ def test_410_answer_to_the_watch_request_relists(server: tuple[Script, Path]) ->
     script, kubeconfig = server
     script.lists = [pod_list(5, False), pod_list(30, True)]
     script.watches = [410]
-    with Cluster(ClusterTarget(kubeconfig)) as cluster:
+    with ClusterClient(ClusterTarget(kubeconfig)) as cluster:
         got = wait_pod_ready(cluster, "ns", "a", timeout=20)
     assert got["metadata"]["resourceVersion"] == "30"
     assert len(lists(script)) == 2
@@ -153,7 +153,7 @@ def test_stream_cut_mid_line_relists(server: tuple[Script, Path]) -> None:
     script, kubeconfig = server
     script.lists = [pod_list(5, False), pod_list(7, True)]
     script.watches = [[{"type": "MODIFIED", "object": pod(6, False)}, "CUT"]]
-    with Cluster(ClusterTarget(kubeconfig)) as cluster:
+    with ClusterClient(ClusterTarget(kubeconfig)) as cluster:
         got = wait_pod_ready(cluster, "ns", "a", timeout=20)
     assert got["metadata"]["resourceVersion"] == "7"
 
@@ -162,7 +162,7 @@ def test_transient_503_on_list_is_retried(server: tuple[Script, Path]) -> None:
     script, kubeconfig = server
     script.lists = [pod_list(5, True)]
     script.fail_next = [503, 429]
-    with Cluster(ClusterTarget(kubeconfig), retry=RetryPolicy(base_delay_s=0.01)) as cluster:
+    with ClusterClient(ClusterTarget(kubeconfig), retry=RetryPolicy(base_delay_s=0.01)) as cluster:
         got = wait_pod_ready(cluster, "ns", "a", timeout=20)
     assert got["metadata"]["resourceVersion"] == "5" and not script.fail_next
     assert len(script.requests) == 3
@@ -179,7 +179,7 @@ def test_timeout_names_the_pod_its_state_and_last_event(server: tuple[Script, Pa
          "involvedObject": {"kind": "Pod", "name": "a"}},
     ]
     script.watches = [[]] * 5  # every watch ends at once without events
-    with Cluster(ClusterTarget(kubeconfig)) as cluster, pytest.raises(WaitTimeout) as info:
+    with ClusterClient(ClusterTarget(kubeconfig)) as cluster, pytest.raises(WaitTimeout) as info:
         wait_pod_ready(cluster, "ns", "a", timeout=0.5)
     msg = str(info.value)
     assert "waiting for pod ns/a Ready" in msg and "phase Pending" in msg and "Ready=False" in msg

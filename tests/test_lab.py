@@ -12,11 +12,11 @@ import pytest
 from checks.cli import main
 from checks.errors import UsageError
 from checks.lab import secrets as S
-from checks.lab.dynmig import make_plan
 from checks.lab.params import NOTEBOOKS, instance_facts, notebook, parse_overrides, validate
 from checks.lab.report import build_report, load_runs
-from checks.lab.stress import percentile, stats
 from checks.mig import Placement, fits, gpu
+from checks.scenarios.dynmig import make_plan
+from checks.scenarios.stress import percentile, stats
 
 
 def _exit_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

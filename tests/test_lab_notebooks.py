@@ -19,7 +19,7 @@ import yaml
 
 from checks.cli import main
 from checks.lab import secrets as S
-from checks.lab.runner import LabRequest, run_notebook
+from checks.lab.notebook_run import LabRequest, run_notebook
 from checks.twin.lambda_twin import Twin
 
 pytestmark = pytest.mark.timeout(240)

@@ -20,7 +20,7 @@ import yaml
 
 from checks import mig
 from checks.driver.values import DriverValues
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
 from checks.kube.wait import condition_status, source_for, wait_for, wait_until
 from checks.twin.lambda_twin import Twin, TwinOptions
@@ -40,7 +40,7 @@ _ns_counter = itertools.count()
 class Env:
     """A twin with the driver installed, and the cluster handle the tests use."""
 
-    def __init__(self, twin: Twin, cluster: Cluster) -> None:
+    def __init__(self, twin: Twin, cluster: ClusterClient) -> None:
         self.twin, self.cluster = twin, cluster
 
     def install(self, gates: dict[str, bool]) -> None:
@@ -77,7 +77,7 @@ def _env(tmp: pytest.TempPathFactory, instance: str, gates: dict[str, bool], **o
     run_dir = tmp.mktemp(instance)
     twin = Twin(instance, run_dir=run_dir / "twin", options=TwinOptions(kubelet=KUBELET, **opts)).start()
     try:
-        with Cluster(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
+        with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
             env = Env(twin, cluster)
             env.install(gates)
             yield env

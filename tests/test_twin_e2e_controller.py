@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from checks.driver.values import DriverValues
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
 from checks.kube.wait import source_for, wait_for
 from checks.twin.lambda_twin import Twin, TwinOptions
@@ -29,22 +29,22 @@ SELECTOR = "dra-driver-nvidia-gpu-component=controller"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterClient]:
     run_dir = tmp_path_factory.mktemp("e2e-ctrl")
     kcfg = KubeletConfig(backoff_initial_s=0.2, backoff_max_s=1.0, dra_wipe_delay_s=1.0)
     twin = Twin("gpu_1x_a10", run_dir=run_dir / "twin", options=TwinOptions(kubelet=kcfg)).start()
     try:
-        with Cluster(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as c:
+        with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as c:
             yield c
     finally:
         twin.stop()
 
 
-def lease(cluster: Cluster) -> dict[str, Any]:
+def lease(cluster: ClusterClient) -> dict[str, Any]:
     return dict(yaml.safe_load(cluster.kubectl("get", "lease", "-n", NS, LEASE, "-o", "yaml").stdout))
 
 
-def controller_pods(cluster: Cluster) -> list[str]:
+def controller_pods(cluster: ClusterClient) -> list[str]:
     out = yaml.safe_load(cluster.kubectl("get", "pods", "-n", NS, "-l", SELECTOR, "-o", "yaml").stdout)
     return sorted(p["metadata"]["name"] for p in out["items"] if not p["metadata"].get("deletionTimestamp"))
 
@@ -63,7 +63,7 @@ def test_go_durations() -> None:
         go_duration("15")
 
 
-def test_two_replicas_one_leader_and_failover(cluster: Cluster) -> None:
+def test_two_replicas_one_leader_and_failover(cluster: ClusterClient) -> None:
     values = DriverValues(controller_replicas=2, leader_election=True, extra={"controller": {"leaderElection": {
         "leaseDuration": "3s", "renewDeadline": "2s", "retryPeriod": "200ms"}}}).to_values()
     upgrade_install(cluster, "dra-driver-nvidia-gpu", str(chart_path()), NS, values,

@@ -19,7 +19,7 @@ import yaml
 from checks.driver import names
 from checks.driver.slices import publish
 from checks.driver.values import DriverValues
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.helm import InstallOptions, uninstall, upgrade_install
 from checks.kube.wait import source_for, wait_for, wait_until
 from checks.twin.lambda_twin import Twin, TwinOptions
@@ -37,29 +37,29 @@ KUBELET = KubeletConfig(backoff_initial_s=0.2, backoff_max_s=1.0, prepare_backof
 
 
 @pytest.fixture(scope="module")
-def h100(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Twin, Cluster]]:
+def h100(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Twin, ClusterClient]]:
     run_dir = tmp_path_factory.mktemp("e2e-helm")
     twin = Twin("gpu_1x_h100_sxm5", run_dir=run_dir / "twin", options=TwinOptions(kubelet=KUBELET)).start()
     try:
-        with Cluster(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
+        with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
             yield twin, cluster
     finally:
         twin.stop()
 
 
-def install(cluster: Cluster, gates: dict[str, bool], *, wait: bool = True) -> None:
+def install(cluster: ClusterClient, gates: dict[str, bool], *, wait: bool = True) -> None:
     values = DriverValues(feature_gates=gates, compute_domains_enabled=False).to_values()
     upgrade_install(cluster, RELEASE, str(chart_path()), NS, values,
                     InstallOptions(wait_timeout_s=60, wait_for_plugin=wait))
 
 
-def slices(cluster: Cluster) -> list[dict[str, Any]]:
+def slices(cluster: ClusterClient) -> list[dict[str, Any]]:
     """``kubectl get resourceslices -o yaml`` of the GPU driver, in name order (= index order, §4.1)."""
     items = yaml.safe_load(cluster.kubectl("get", "resourceslices", "-o", "yaml").stdout)["items"]
     return sorted((s for s in items if s["spec"]["driver"] == names.GPU_DRIVER), key=lambda s: s["metadata"]["name"])
 
 
-def wait_slices(cluster: Cluster, count: int, what: str, pred: Any = None) -> list[dict[str, Any]]:
+def wait_slices(cluster: ClusterClient, count: int, what: str, pred: Any = None) -> list[dict[str, Any]]:
     """Wait (watch-based) until the GPU driver's slices number ``count`` (and satisfy ``pred``)."""
     src = source_for(cluster, "resourceslices", None, field_selector=f"spec.driver={names.GPU_DRIVER}")
 
@@ -71,12 +71,12 @@ def wait_slices(cluster: Cluster, count: int, what: str, pred: Any = None) -> li
     return slices(cluster)
 
 
-def plugin_pods(cluster: Cluster) -> list[dict[str, Any]]:
+def plugin_pods(cluster: ClusterClient) -> list[dict[str, Any]]:
     out = yaml.safe_load(cluster.kubectl("get", "pods", "-n", NS, "-l", PLUGIN_SELECTOR, "-o", "yaml").stdout)
     return list(out["items"])
 
 
-def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, Cluster]) -> None:
+def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, ClusterClient]) -> None:
     twin, cluster = h100
     install(cluster, {})
     (pod,) = plugin_pods(cluster)
@@ -113,7 +113,7 @@ def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, Clu
     assert "About to announce device gpu-0" in logs
 
 
-def scrape(cluster: Cluster) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def scrape(cluster: ClusterClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """GET the gpus container's metrics and parse them with prometheus_client's parser."""
     import urllib.request
 
@@ -131,7 +131,7 @@ def scrape(cluster: Cluster) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return out
 
 
-def test_plugin_metrics_count_prepare_and_unprepare(h100: tuple[Twin, Cluster]) -> None:
+def test_plugin_metrics_count_prepare_and_unprepare(h100: tuple[Twin, ClusterClient]) -> None:
     twin, cluster = h100
     node = twin.node_names[0]
     drv = ("driver", "gpu.nvidia.com")
@@ -162,7 +162,7 @@ def _pool_free(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "pool": {k: v for k, v in spec["pool"].items() if k != "generation"}}
 
 
-def test_upgrade_to_dynamic_mig_rolls_the_pod_and_publishes_split_slices(h100: tuple[Twin, Cluster]) -> None:
+def test_upgrade_to_dynamic_mig_rolls_the_pod_and_publishes_split_slices(h100: tuple[Twin, ClusterClient]) -> None:
     twin, cluster = h100
     before = {p["metadata"]["uid"] for p in plugin_pods(cluster)}
     install(cluster, {"DynamicMIG": True})
@@ -196,7 +196,7 @@ def test_upgrade_to_dynamic_mig_rolls_the_pod_and_publishes_split_slices(h100: t
     assert [d["name"] for d in back["spec"]["devices"]] == ["gpu-0"]
 
 
-def test_forbidden_gates_crash_loop_with_the_real_error(h100: tuple[Twin, Cluster]) -> None:
+def test_forbidden_gates_crash_loop_with_the_real_error(h100: tuple[Twin, ClusterClient]) -> None:
     _, cluster = h100
     install(cluster, {"DynamicMIG": True, "MPSSupport": True}, wait=False)
     src = source_for(cluster, "pods", NS, label_selector=PLUGIN_SELECTOR)
@@ -219,7 +219,7 @@ def test_forbidden_gates_crash_loop_with_the_real_error(h100: tuple[Twin, Cluste
     wait_slices(cluster, 1, "slices after recovering")
 
 
-def test_uninstall_removes_the_slices(h100: tuple[Twin, Cluster]) -> None:
+def test_uninstall_removes_the_slices(h100: tuple[Twin, ClusterClient]) -> None:
     _, cluster = h100
     assert slices(cluster)
     assert uninstall(cluster, RELEASE, NS, timeout_s=60)

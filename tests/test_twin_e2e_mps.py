@@ -16,7 +16,7 @@ import pytest
 
 from checks.driver import names
 from checks.driver.configs import ConfigError
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.wait import source_for, wait_deleted, wait_for
 from checks.twin.lambda_twin import Twin, TwinOptions
 from checks.twin.nvidia.binaries.mps import Backoff, MpsDaemons, daemon_id
@@ -58,18 +58,18 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def mps_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Twin, Cluster]]:
+def mps_twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Twin, ClusterClient]]:
     run_dir = tmp_path_factory.mktemp("e2e-mps")
     twin = Twin("gpu_1x_h100_sxm5", run_dir=run_dir / "twin", options=TwinOptions(kubelet=KUBELET)).start()
     try:
-        with Cluster(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
+        with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
             install(cluster, {"MPSSupport": True})
             yield twin, cluster
     finally:
         twin.stop()
 
 
-def _get(cluster: Cluster, *args: str) -> Any:
+def _get(cluster: ClusterClient, *args: str) -> Any:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
@@ -80,7 +80,7 @@ def _ctr0_done(pod: dict[str, Any]) -> Any:
     return None
 
 
-def test_mps_claim_runs_daemon_deployment_and_sets_pipe_directory(mps_twin: tuple[Twin, Cluster]) -> None:
+def test_mps_claim_runs_daemon_deployment_and_sets_pipe_directory(mps_twin: tuple[Twin, ClusterClient]) -> None:
     _twin, cluster = mps_twin
     cluster.kubectl("apply", "-n", "default", "-f", "-", input_text=MANIFEST)
     pod = wait_for(source_for(cluster, "pods", "default", field_selector="metadata.name=pod-mps"),
@@ -114,7 +114,7 @@ def test_mps_claim_runs_daemon_deployment_and_sets_pipe_directory(mps_twin: tupl
     wait_deleted(cluster, "deployments", name, NS, timeout=30)
 
 
-def test_daemon_that_never_gets_ready_fails_with_the_real_text(mps_twin: tuple[Twin, Cluster]) -> None:
+def test_daemon_that_never_gets_ready_fails_with_the_real_text(mps_twin: tuple[Twin, ClusterClient]) -> None:
     twin, _cluster = mps_twin
     client = twin.api_client()
     try:

@@ -16,7 +16,7 @@ import pytest
 
 from checks.driver import configs, names
 from checks.driver.values import DriverValues
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
 from checks.kube.wait import source_for, wait_for
 from checks.twin.lambda_twin import Twin, TwinOptions
@@ -66,11 +66,11 @@ def claim(name: str, interval: str, *, template: bool = False) -> str:
 
 
 @pytest.fixture(scope="module")
-def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Twin, Cluster, bytes]]:
+def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Twin, ClusterClient, bytes]]:
     run_dir = tmp_path_factory.mktemp("e2e-webhook")
     twin = Twin("gpu_1x_h100_sxm5", run_dir=run_dir / "twin", options=TwinOptions(kubelet=KUBELET)).start()
     try:
-        with Cluster(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
+        with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as cluster:
             cert, key = self_signed([f"{SERVICE}.{NS}.svc"])
             Path(run_dir / "tls.crt").write_bytes(cert)
             Path(run_dir / "tls.key").write_bytes(key)
@@ -92,7 +92,7 @@ def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Twin, Clu
         twin.stop()
 
 
-def test_invalid_interval_is_denied_with_403_and_the_exact_text(hooked: tuple[Twin, Cluster, bytes]) -> None:
+def test_invalid_interval_is_denied_with_403_and_the_exact_text(hooked: tuple[Twin, ClusterClient, bytes]) -> None:
     twin, cluster, _ = hooked
     r = cluster.kubectl("create", "-n", "default", "-f", "-", "-v=8", input_text=claim("bad", "Invalid Interval"),
                         check=False)
@@ -126,7 +126,7 @@ def test_invalid_interval_is_denied_with_403_and_the_exact_text(hooked: tuple[Tw
     assert "bad" not in cluster.kubectl("get", "resourceclaims", "-n", "default", "-o", "name").stdout
 
 
-def test_valid_claim_is_admitted_and_templates_use_spec_spec(hooked: tuple[Twin, Cluster, bytes]) -> None:
+def test_valid_claim_is_admitted_and_templates_use_spec_spec(hooked: tuple[Twin, ClusterClient, bytes]) -> None:
     _, cluster, _ = hooked
     out = cluster.kubectl("apply", "-n", "default", "-f", "-", input_text=claim("good", "Long")).stdout
     assert out.strip() == "resourceclaim.resource.k8s.io/good created"
@@ -156,7 +156,7 @@ def _post(port: str, path: str, body: bytes, ctype: str, cert: bytes) -> tuple[i
         conn.close()
 
 
-def test_protocol_errors_415_400_and_readyz(hooked: tuple[Twin, Cluster, bytes]) -> None:
+def test_protocol_errors_415_400_and_readyz(hooked: tuple[Twin, ClusterClient, bytes]) -> None:
     _, cluster, cert = hooked
     pod = json.loads(cluster.kubectl("get", "pods", "-n", NS, "-l", f"{names.COMPONENT_LABEL}=webhook",
                                      "-o", "json").stdout)["items"][0]["metadata"]["name"]

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.stream import stream
 
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.twin.lambda_twin import Twin
 from kubetwin.api.exec import FrameParser, accept_key, encode_frame
 
@@ -32,8 +32,8 @@ spec:
 
 
 @pytest.fixture(scope="module")
-def cl(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with Cluster(ClusterTarget(twin.kubeconfig), run_dir=tmp_path_factory.mktemp("exec-kube")) as c:
+def cl(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterClient]:
+    with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=tmp_path_factory.mktemp("exec-kube")) as c:
         c.kubectl("create", "namespace", NS)
         c.kubectl("run", "box", "-n", NS, "--image=ubuntu:24.04", "--restart=Never", "--env=GREETING=hi there",
                   "--", "bash", "-c", SLEEPER)
@@ -47,11 +47,11 @@ def cl(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster
         c.kubectl("delete", "namespace", NS, "--wait=true", "--timeout=60s")
 
 
-def _exec(cl: Cluster, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+def _exec(cl: ClusterClient, *args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     return cl.kubectl("exec", *args, check=False, input_text=input_text, timeout=30)
 
 
-def test_kubectl_exec_stdout_stderr_and_env(cl: Cluster) -> None:
+def test_kubectl_exec_stdout_stderr_and_env(cl: ClusterClient) -> None:
     r = _exec(cl, "-n", NS, "box", "--", "sh", "-c", "echo out; echo err >&2")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "out\n"
@@ -65,14 +65,14 @@ def test_kubectl_exec_stdout_stderr_and_env(cl: Cluster) -> None:
     assert path.split(":")[0].endswith("/containers/box/bin")
 
 
-def test_kubectl_exec_exit_code(cl: Cluster) -> None:
+def test_kubectl_exec_exit_code(cl: ClusterClient) -> None:
     r = _exec(cl, "-n", NS, "box", "--", "sh", "-c", "echo partial; exit 3")
     assert r.returncode == 3
     assert r.stdout == "partial\n"
     assert "command terminated with exit code 3" in r.stderr
 
 
-def test_kubectl_exec_stdin(cl: Cluster) -> None:
+def test_kubectl_exec_stdin(cl: ClusterClient) -> None:
     text = "line one\n" + "x" * 200_000 + "\nend\n"
     r = _exec(cl, "-i", "-n", NS, "box", "--", "cat", input_text=text)
     assert r.returncode == 0, r.stderr
@@ -81,7 +81,7 @@ def test_kubectl_exec_stdin(cl: Cluster) -> None:
     assert r.stdout.strip() == "3"
 
 
-def test_kubectl_exec_errors(cl: Cluster) -> None:
+def test_kubectl_exec_errors(cl: ClusterClient) -> None:
     r = _exec(cl, "-n", NS, "done", "--", "true")
     assert r.returncode == 1
     assert "cannot exec into a container in a completed pod; current phase is Succeeded" in r.stderr
@@ -95,7 +95,7 @@ def test_kubectl_exec_errors(cl: Cluster) -> None:
     assert (r.returncode, r.stdout) == (0, "blocked\n"), r.stderr
 
 
-def test_python_client_stream(twin: Twin, cl: Cluster) -> None:
+def test_python_client_stream(twin: Twin, cl: ClusterClient) -> None:
     api = twin.api_client()
     try:
         core = client.CoreV1Api(api)

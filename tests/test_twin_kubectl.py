@@ -16,7 +16,7 @@ from kubetwin.api.server import ApiServer
 
 def _tool(name: str) -> str:
     try:
-        from checks.kube.tools import find_tool
+        from checks.kube.binaries import find_tool
 
         return str(find_tool(name).path)
     except Exception:  # any lookup failure: fall back to the extracted layer

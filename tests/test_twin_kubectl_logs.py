@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.twin.lambda_twin import Twin
 
 # Prints three lines a little apart, then exits 0: `logs -f` must stream them and end when the container ends.
@@ -13,7 +13,7 @@ SCRIPT = "for i in 1 2 3; do echo line-$i; sleep 0.3; done; echo done"
 
 
 def test_kubectl_logs_and_follow(twin: Twin, tmp_path: Path) -> None:
-    with Cluster(ClusterTarget(twin.kubeconfig), run_dir=tmp_path / "kube") as cl:
+    with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=tmp_path / "kube") as cl:
         cl.kubectl("create", "namespace", "logs-f")
         cl.kubectl("run", "talker", "-n", "logs-f", "--image=ubuntu:24.04", "--restart=Never", "--",
                    "bash", "-c", SCRIPT)

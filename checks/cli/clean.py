@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from checks.errors import UsageError
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.labels import check_run_id, cleanup, run_selector
 
 
@@ -37,7 +37,7 @@ def command(run_id: str | None, kubeconfig: Path | None, context: str | None, tw
     chosen = kubeconfig if kubeconfig is not None else twin_kubeconfig
     assert chosen is not None
     target = ClusterTarget(chosen, context)
-    with Cluster(target) as cluster:
+    with ClusterClient(target) as cluster:
         click.echo(f"cleaning objects with {run_selector(run_id)} on {target.describe()}")
         report = cleanup(cluster, run_id, timeout=timeout)
     for plural, names in report.removed.items():

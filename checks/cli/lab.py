@@ -42,8 +42,8 @@ def list_() -> None:
 def run(notebook: str, instance: str, params: tuple[str, ...], kubeconfig: Path | None, context: str | None,
         twin: bool, outputs: Path, run_id: str | None) -> None:
     """Execute NOTEBOOK; output under OUTPUTS/<instance>/<notebook>/<run-id>/."""
+    from checks.lab.notebook_run import LabRequest, prepare, run_notebook
     from checks.lab.params import parse_overrides
-    from checks.lab.runner import LabRequest, prepare, run_notebook
 
     if twin and kubeconfig is not None:
         raise UsageError("give either --kubeconfig (a real cluster) or --twin, not both", where="--twin")

@@ -49,8 +49,8 @@ def command(instance: str, kubeconfig: Path | None, context: str | None, outputs
     """Check suite + notebooks (imex_channels, dynmig_fragmentation, stress_timing) + report."""
     from checks.catalog import load_instance
     from checks.kube.labels import check_run_id, new_run_id
+    from checks.lab.notebook_run import LabRequest, prepare, run_notebook
     from checks.lab.report import build_report
-    from checks.lab.runner import LabRequest, prepare, run_notebook
 
     inst = load_instance(instance).instance_type
     rid = check_run_id(run_id, where="--run-id") if run_id else new_run_id()

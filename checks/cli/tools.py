@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from checks.errors import UsageError
-from checks.kube.tools import ToolLookup, find_tool, install_tools, tool_version
+from checks.kube.binaries import ToolLookup, find_tool, install_tools, tool_version
 
 
 def _show(lookup: ToolLookup) -> None:

@@ -25,7 +25,7 @@ from checks.kube.retry import call_with_retry, describe_error
 from checks.kube.wait import describe_object, describe_pod, event_sort_key
 
 if TYPE_CHECKING:
-    from checks.kube.cluster import Cluster
+    from checks.kube.client import ClusterClient
 
 Obj = dict[str, Any]
 #: Namespace the driver is installed into by default (reference nvidia-dra-driver.md §1.5).
@@ -36,13 +36,13 @@ LOG_LIMIT_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class _Ctx:
-    cluster: Cluster
+    cluster: ClusterClient
     namespace: str
     driver_namespace: str
     out_dir: Path
 
 
-def _raw_list(cluster: Cluster, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Obj]:
+def _raw_list(cluster: ClusterClient, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Obj]:
     def once() -> list[Obj]:
         resp = fn(*args, _preload_content=False, **kwargs)
         try:
@@ -177,7 +177,7 @@ COLLECTORS: dict[str, Callable[[_Ctx], list[Path]]] = {
 }
 
 
-def collect(cluster: Cluster, namespace: str, out_dir: Path, *,
+def collect(cluster: ClusterClient, namespace: str, out_dir: Path, *,
             driver_namespace: str = DEFAULT_DRIVER_NAMESPACE) -> list[Path]:
     """Write the evidence for ``namespace`` under ``out_dir``; return every file written (error notes too)."""
     out_dir.mkdir(parents=True, exist_ok=True)

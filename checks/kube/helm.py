@@ -30,7 +30,7 @@ from checks.errors import UsageError
 from checks.kube.wait import WaitOptions, source_for, wait_for, wait_pods_ready
 
 if TYPE_CHECKING:
-    from checks.kube.cluster import Cluster
+    from checks.kube.client import ClusterClient
 
 #: Helm release label marking releases dra-lab installed (and may therefore change or remove).
 MANAGED_LABEL = "dra-lab.io/managed"
@@ -86,7 +86,7 @@ class InstallOptions:
     """Clock/observer for the plugin wait (tests)."""
 
 
-def release_status(cluster: Cluster, release: str, namespace: str) -> ReleaseStatus | None:
+def release_status(cluster: ClusterClient, release: str, namespace: str) -> ReleaseStatus | None:
     """The release's state, or None when no release of that name exists in ``namespace``."""
     pattern = f"^{re.escape(release)}$"
     found = _helm_list(cluster, namespace, pattern)
@@ -101,7 +101,7 @@ def release_status(cluster: Cluster, release: str, namespace: str) -> ReleaseSta
     )
 
 
-def _helm_list(cluster: Cluster, namespace: str, pattern: str, selector: str | None = None
+def _helm_list(cluster: ClusterClient, namespace: str, pattern: str, selector: str | None = None
                ) -> list[dict[str, Any]]:
     # helm v4 lists releases in every status by default and no longer has --all (v3 needed it).
     args = ["list", "--namespace", namespace, "--output", "json", "--filter", pattern]
@@ -120,7 +120,7 @@ def _guard(current: ReleaseStatus | None, release: str, namespace: str, adopt: b
             f"it (pass adopt / --adopt to take it over)", where="helm")
 
 
-def upgrade_install(cluster: Cluster, release: str, chart_ref: str, namespace: str, values: dict[str, Any],
+def upgrade_install(cluster: ClusterClient, release: str, chart_ref: str, namespace: str, values: dict[str, Any],
                     options: InstallOptions | None = None) -> ReleaseStatus:
     """``helm upgrade --install`` the chart with ``values``, then wait for the kubelet plugin to be Ready.
 
@@ -171,7 +171,7 @@ def daemonset_rolled_out(ds: dict[str, Any]) -> bool:
     )
 
 
-def wait_plugin_ready(cluster: Cluster, release: str, namespace: str, *, timeout: float,
+def wait_plugin_ready(cluster: ClusterClient, release: str, namespace: str, *, timeout: float,
                       component_label: str = DEFAULT_COMPONENT_LABEL,
                       options: WaitOptions | None = None) -> list[dict[str, Any]]:
     """Wait for the release's kubelet-plugin DaemonSet to roll out, then for its pods Ready; return the pods.
@@ -191,7 +191,7 @@ def wait_plugin_ready(cluster: Cluster, release: str, namespace: str, *, timeout
                            options=None if options is None else WaitOptions(clock=options.clock))
 
 
-def uninstall(cluster: Cluster, release: str, namespace: str, *, adopt: bool = False,
+def uninstall(cluster: ClusterClient, release: str, namespace: str, *, adopt: bool = False,
               timeout_s: float = 300.0) -> bool:
     """Uninstall a dra-lab release (or an adopted one); False when there was nothing to uninstall."""
     current = release_status(cluster, release, namespace)

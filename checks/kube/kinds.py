@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from checks.errors import UsageError
 
 if TYPE_CHECKING:
-    from checks.kube.cluster import Cluster
+    from checks.kube.client import ClusterClient
 
 ListFn = Callable[..., Any]
 
@@ -30,11 +30,11 @@ class Kind:
     namespaced: bool
     """Whether objects live in a namespace."""
     api: str
-    """Attribute of :class:`~checks.kube.cluster.Cluster` holding the typed API (``core``, ``resource``...)."""
+    """Attribute of :class:`~checks.kube.client.ClusterClient` holding the typed API (``core``, ``resource``...)."""
     singular: str
     """Snake-case stem of the client's method names (``pod``, ``resource_claim``)."""
 
-    def list_fn(self, cluster: Cluster, namespace: str | None) -> ListFn:
+    def list_fn(self, cluster: ClusterClient, namespace: str | None) -> ListFn:
         """The client's list method: namespaced when ``namespace`` is given, else across all namespaces.
 
         The returned callable takes keyword arguments only (the namespace is bound here), so waits and
@@ -56,7 +56,7 @@ class Kind:
 
         return bound
 
-    def delete(self, cluster: Cluster, name: str, namespace: str | None, *,
+    def delete(self, cluster: ClusterClient, name: str, namespace: str | None, *,
                propagation: str = "Background") -> Any:
         """Delete one object; dependents go through the garbage collector per ``propagation``."""
         api = getattr(cluster, self.api)

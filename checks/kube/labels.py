@@ -24,7 +24,7 @@ from checks.kube.retry import call_with_retry
 from checks.kube.wait import WaitOptions, source_for, wait_until
 
 if TYPE_CHECKING:
-    from checks.kube.cluster import Cluster
+    from checks.kube.client import ClusterClient
 
 #: Label key carrying the run id on every object a run creates.
 RUN_ID_LABEL = "dra-lab.io/run-id"
@@ -124,7 +124,7 @@ class CleanupReport:
         return sum(len(v) for v in self.removed.values())
 
 
-def _list_labelled(cluster: Cluster, plural: str, selector: str) -> list[dict[str, Any]]:
+def _list_labelled(cluster: ClusterClient, plural: str, selector: str) -> list[dict[str, Any]]:
     list_fn = KINDS[plural].list_fn(cluster, None)
 
     def once() -> list[dict[str, Any]]:
@@ -142,7 +142,7 @@ def _list_labelled(cluster: Cluster, plural: str, selector: str) -> list[dict[st
         raise
 
 
-def cleanup(cluster: Cluster, run_id: str | None = None, *, timeout: float = 300.0,
+def cleanup(cluster: ClusterClient, run_id: str | None = None, *, timeout: float = 300.0,
             wait_options: WaitOptions | None = None) -> CleanupReport:
     """Delete every object labelled with ``run_id`` (any run id when None), then wait until they are gone.
 

@@ -18,7 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from checks.kube.retry import call_with_retry
 
 if TYPE_CHECKING:
-    from checks.kube.cluster import Cluster
+    from checks.kube.client import ClusterClient
 
 Obj = dict[str, Any]
 
@@ -82,8 +82,9 @@ def resource_for(obj_or_plural: Obj | str) -> Resource:
         raise KeyError(f"unknown kind {key[1]} ({key[0]})") from None
 
 
-def request(cluster: Cluster, method: str, path: str, *, body: Any = None, query: list[tuple[str, Any]] | None = None,
-            content_type: str = "application/json", raw: bool = False) -> Any:
+def request(cluster: ClusterClient, method: str, path: str, *, body: Any = None,
+            query: list[tuple[str, Any]] | None = None, content_type: str = "application/json",
+            raw: bool = False) -> Any:
     """One REST call; returns the decoded JSON, or the body text when ``raw`` (logs are text, not JSON)."""
     headers = {"Accept": "application/json", "Content-Type": content_type}
 
@@ -109,20 +110,20 @@ def request(cluster: Cluster, method: str, path: str, *, body: Any = None, query
     return go()
 
 
-def create(cluster: Cluster, obj: Obj, namespace: str | None = None) -> Obj:
+def create(cluster: ClusterClient, obj: Obj, namespace: str | None = None) -> Obj:
     res = resource_for(obj)
     ns = namespace or (obj.get("metadata") or {}).get("namespace")
     out: Obj = request(cluster, "POST", res.path(ns if res.namespaced else None), body=obj)
     return out
 
 
-def get(cluster: Cluster, plural: str, name: str, namespace: str | None = None) -> Obj:
+def get(cluster: ClusterClient, plural: str, name: str, namespace: str | None = None) -> Obj:
     res = BY_PLURAL[plural]
     out: Obj = request(cluster, "GET", res.path(namespace, name))
     return out
 
 
-def try_get(cluster: Cluster, plural: str, name: str, namespace: str | None = None) -> Obj | None:
+def try_get(cluster: ClusterClient, plural: str, name: str, namespace: str | None = None) -> Obj | None:
     try:
         return get(cluster, plural, name, namespace)
     except ApiException as exc:
@@ -131,7 +132,7 @@ def try_get(cluster: Cluster, plural: str, name: str, namespace: str | None = No
         raise
 
 
-def list_(cluster: Cluster, plural: str, namespace: str | None = None, *, label_selector: str | None = None,
+def list_(cluster: ClusterClient, plural: str, namespace: str | None = None, *, label_selector: str | None = None,
           field_selector: str | None = None) -> list[Obj]:
     res = BY_PLURAL[plural]
     query: list[tuple[str, Any]] = []
@@ -143,7 +144,7 @@ def list_(cluster: Cluster, plural: str, namespace: str | None = None, *, label_
     return list(out.get("items") or [])
 
 
-def delete(cluster: Cluster, plural: str, name: str, namespace: str | None = None, *,
+def delete(cluster: ClusterClient, plural: str, name: str, namespace: str | None = None, *,
            propagation: str = "Background", grace_period_s: int | None = None, missing_ok: bool = True) -> None:
     res = BY_PLURAL[plural]
     body: Obj = {"propagationPolicy": propagation}
@@ -156,14 +157,14 @@ def delete(cluster: Cluster, plural: str, name: str, namespace: str | None = Non
             raise
 
 
-def patch(cluster: Cluster, plural: str, name: str, body: Any, namespace: str | None = None, *,
+def patch(cluster: ClusterClient, plural: str, name: str, body: Any, namespace: str | None = None, *,
           patch_type: str = "application/merge-patch+json", subresource: str | None = None) -> Obj:
     res = BY_PLURAL[plural]
     out: Obj = request(cluster, "PATCH", res.path(namespace, name, subresource), body=body, content_type=patch_type)
     return out
 
 
-def pod_log(cluster: Cluster, namespace: str, pod: str, container: str | None = None, *,
+def pod_log(cluster: ClusterClient, namespace: str, pod: str, container: str | None = None, *,
             previous: bool = False, tail_lines: int | None = None) -> str:
     query: list[tuple[str, Any]] = []
     if container:
@@ -175,7 +176,7 @@ def pod_log(cluster: Cluster, namespace: str, pod: str, container: str | None = 
     return str(request(cluster, "GET", BY_PLURAL["pods"].path(namespace, pod, "log"), query=query, raw=True))
 
 
-def log_until(cluster: Cluster, namespace: str, pod: str, container: str | None, until: Callable[[str], bool], *,
+def log_until(cluster: ClusterClient, namespace: str, pod: str, container: str | None, until: Callable[[str], bool], *,
               timeout: float) -> str:
     """Follow a container's log (``follow=true``) until ``until(text)`` holds or the stream ends; return the text.
 

@@ -34,7 +34,7 @@ from checks.kube.kinds import Kind, ListFn, kind
 from checks.kube.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
 
 if TYPE_CHECKING:
-    from checks.kube.cluster import Cluster
+    from checks.kube.client import ClusterClient
 
 Obj = dict[str, Any]
 State = Mapping[str, Obj]
@@ -61,7 +61,7 @@ class WatchExpired(Exception):
 
 
 @dataclass(frozen=True)
-class WatchEvent:
+class WatchStreamEvent:
     """One line of a watch stream."""
 
     type: str
@@ -80,7 +80,7 @@ class ListWatch(Protocol):
         """Current objects and the list's resourceVersion."""
         ...
 
-    def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
+    def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchStreamEvent]:
         """Changes after ``resource_version``; ends when the stream closes; raises WatchExpired on 410."""
         ...
 
@@ -126,7 +126,7 @@ class ApiListWatch:
 
         return call_with_retry(self.retry, once, what=f"list {self.description}")
 
-    def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchEvent]:
+    def watch(self, resource_version: str, timeout_s: float) -> Iterator[WatchStreamEvent]:
         server_timeout = max(1, math.ceil(timeout_s))
 
         def open_stream() -> Any:
@@ -150,7 +150,7 @@ class ApiListWatch:
                 obj = event.get("object") or {}
                 if event.get("type") == "ERROR" and obj.get("code") == 410:
                     raise WatchExpired(str(obj.get("message", "")))
-                yield WatchEvent(str(event.get("type")), obj)
+                yield WatchStreamEvent(str(event.get("type")), obj)
         except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError, ConnectionError):
             return  # a dropped stream is an ordinary end: the caller relists
         finally:
@@ -158,7 +158,7 @@ class ApiListWatch:
             resp.release_conn()
 
 
-def source_for(cluster: Cluster, plural: str, namespace: str | None = None, *,
+def source_for(cluster: ClusterClient, plural: str, namespace: str | None = None, *,
                label_selector: str | None = None, field_selector: str | None = None) -> ApiListWatch:
     """An :class:`ApiListWatch` for a kind of the :data:`~checks.kube.kinds.KINDS` registry."""
     k: Kind = kind(plural)
@@ -366,7 +366,7 @@ def pod_is_ready(pod: Obj) -> bool:
     return condition_status(pod, "Ready") == "True" and not (pod.get("metadata") or {}).get("deletionTimestamp")
 
 
-def last_event_text(cluster: Cluster, namespace: str, name: str | None = None) -> str:
+def last_event_text(cluster: ClusterClient, namespace: str, name: str | None = None) -> str:
     """``last event: <reason>: <message>`` for an object (or the namespace), newest by time; '' if none."""
     selector = f"involvedObject.name={name}" if name else None
     resp: Any = cluster.core.list_namespaced_event(namespace, field_selector=selector, _preload_content=False)
@@ -386,7 +386,7 @@ def event_sort_key(ev: Obj) -> str:
                or (ev.get("metadata") or {}).get("creationTimestamp") or "")
 
 
-def _with_events(cluster: Cluster, namespace: str, name: str | None,
+def _with_events(cluster: ClusterClient, namespace: str, name: str | None,
                  options: WaitOptions | None) -> WaitOptions:
     opts = options or WaitOptions()
     if opts.on_timeout is None:
@@ -394,7 +394,7 @@ def _with_events(cluster: Cluster, namespace: str, name: str | None,
     return opts
 
 
-def wait_pod_condition(cluster: Cluster, namespace: str, name: str, cond_type: str, status: str = "True", *,
+def wait_pod_condition(cluster: ClusterClient, namespace: str, name: str, cond_type: str, status: str = "True", *,
                        timeout: float, options: WaitOptions | None = None) -> Obj:
     """Wait until pod ``name`` has condition ``cond_type`` with ``status``."""
     source = source_for(cluster, "pods", namespace, field_selector=f"metadata.name={name}")
@@ -403,7 +403,7 @@ def wait_pod_condition(cluster: Cluster, namespace: str, name: str, cond_type: s
                     options=_with_events(cluster, namespace, name, options))
 
 
-def wait_pod_ready(cluster: Cluster, namespace: str, name: str, *, timeout: float,
+def wait_pod_ready(cluster: ClusterClient, namespace: str, name: str, *, timeout: float,
                    options: WaitOptions | None = None) -> Obj:
     """Wait until pod ``name`` is Ready."""
     source = source_for(cluster, "pods", namespace, field_selector=f"metadata.name={name}")
@@ -411,7 +411,7 @@ def wait_pod_ready(cluster: Cluster, namespace: str, name: str, *, timeout: floa
                     options=_with_events(cluster, namespace, name, options))
 
 
-def wait_pods_ready(cluster: Cluster, namespace: str | None, label_selector: str, *, timeout: float,
+def wait_pods_ready(cluster: ClusterClient, namespace: str | None, label_selector: str, *, timeout: float,
                     count: int | None = None, options: WaitOptions | None = None) -> list[Obj]:
     """Wait until the pods matching ``label_selector`` are all Ready (at least ``count``, else at least one).
 
@@ -432,7 +432,7 @@ def wait_pods_ready(cluster: Cluster, namespace: str | None, label_selector: str
     return [state[k] for k in sorted(state)]
 
 
-def wait_deleted(cluster: Cluster, plural: str, name: str | None, namespace: str | None = None, *,
+def wait_deleted(cluster: ClusterClient, plural: str, name: str | None, namespace: str | None = None, *,
                  timeout: float, label_selector: str | None = None,
                  options: WaitOptions | None = None) -> None:
     """Wait until the named object (or every object matching ``label_selector``) is gone."""
@@ -447,7 +447,7 @@ def claim_is_allocated(claim: Obj) -> bool:
     return bool((claim.get("status") or {}).get("allocation"))
 
 
-def wait_claim_allocated(cluster: Cluster, namespace: str, name: str, *, timeout: float,
+def wait_claim_allocated(cluster: ClusterClient, namespace: str, name: str, *, timeout: float,
                          options: WaitOptions | None = None) -> Obj:
     """Wait until ResourceClaim ``name`` is allocated."""
     source = source_for(cluster, "resourceclaims", namespace, field_selector=f"metadata.name={name}")
@@ -580,7 +580,7 @@ class PodTimeline:
 
 
 @contextlib.contextmanager
-def record_pods(cluster: Cluster, namespace: str | None, label_selector: str | None = None, *,
+def record_pods(cluster: ClusterClient, namespace: str | None, label_selector: str | None = None, *,
                 timeline: PodTimeline | None = None) -> Iterator[PodTimeline]:
     """Watch pods in the background while the ``with`` block creates and waits for them.
 

@@ -19,8 +19,8 @@ from matplotlib.patches import Patch
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from checks.lab.dynmig import StepRecord
     from checks.mig import GpuGeometry
+    from checks.scenarios.dynmig import StepRecord
 
 _PENDING_COLOR = "#d62728"
 

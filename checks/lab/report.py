@@ -114,6 +114,22 @@ class Report:
     """Files written."""
 
 
+def earlier_runs(run_dir: Path) -> list[dict[str, Any]]:
+    """results.json of earlier stress runs of the same instance (siblings of ``run_dir``), oldest first."""
+    found = []
+    for path in sorted(run_dir.parent.glob("*/results.json")):
+        if path.parent.resolve() == run_dir.resolve():
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("latency"), dict):
+            data.setdefault("run_id", path.parent.name)
+            found.append(data)
+    return found
+
+
 def build_report(outputs: Path) -> Report:
     """Aggregate and write the CSV, Markdown and PNGs; returns what was written."""
     folder = outputs / "report"
@@ -168,4 +184,4 @@ def build_report(outputs: Path) -> Report:
     return rep
 
 
-__all__ = ["Report", "build_report", "latest", "load_runs", "markdown_table"]
+__all__ = ["Report", "build_report", "earlier_runs", "latest", "load_runs", "markdown_table"]

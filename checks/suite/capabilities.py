@@ -58,7 +58,7 @@ class Needs:
 
 
 @dataclass(frozen=True)
-class LiveFacts:
+class SliceFacts:
     """What the cluster itself reports (read from ResourceSlices and nodes); None = not read yet."""
 
     gpu_nodes: int | None = None
@@ -83,7 +83,7 @@ class Capabilities:
 
     instance: Instance
     """The Lambda instance type the cluster runs on."""
-    live: LiveFacts = field(default_factory=LiveFacts)
+    live: SliceFacts = field(default_factory=SliceFacts)
     """Facts read from the cluster (after the driver is installed)."""
     real_gpus: bool = True
     """False when the cluster's GPUs cannot run CUDA code (an emulated cluster says so in its node labels)."""

@@ -31,9 +31,9 @@ from checks.catalog import Instance, load_instance
 from checks.driver import names
 from checks.errors import UsageError
 from checks.kube.labels import EMULATED_GPUS_LABEL
+from checks.scenarios.driverconfig import DEFAULT, PLUGIN_SELECTOR, RELEASE, DriverConfig, InstallState
 from checks.suite import capabilities as C
 from checks.suite.context import CheckContext
-from checks.suite.driverconfig import DEFAULT, PLUGIN_SELECTOR, RELEASE, DriverConfig, InstallState
 from checks.suite.settings import FLAGS, OPTIONS, SuiteSettings, from_pytest
 
 UPSTREAM_TAGS = {
@@ -90,7 +90,7 @@ class Suite:
         self.results: dict[str, CheckResult] = {}
         self.install = InstallState()
         self.cluster: Any = None
-        self.live = C.LiveFacts()
+        self.live = C.SliceFacts()
         self.real_gpus = True
         self.server_version = ""
         self.started = time.time()
@@ -101,7 +101,7 @@ class Suite:
     def open_cluster(self) -> Any:
         if self.cluster is not None:
             return self.cluster
-        from checks.kube.cluster import Cluster, ClusterTarget
+        from checks.kube.client import ClusterClient, ClusterTarget
 
         s = self.settings
         if s.kubeconfig is None:
@@ -110,7 +110,7 @@ class Suite:
         if not s.context and not s.yes:
             raise UsageError("refusing to run against a cluster whose context was not named: pass --context NAME "
                              "or --yes", where="--context")
-        self.cluster = Cluster(ClusterTarget(s.kubeconfig, s.context), run_dir=s.output_dir / ".kube")
+        self.cluster = ClusterClient(ClusterTarget(s.kubeconfig, s.context), run_dir=s.output_dir / ".kube")
         try:
             v = self.cluster.server_version()
             self.server_version = v.git_version
@@ -155,7 +155,7 @@ class Suite:
                         dyn += 1
                     else:
                         static += 1
-        self.live = C.LiveFacts(gpu_nodes=len(gpu_nodes), full_gpus=full, product_names=tuple(sorted(products)),
+        self.live = C.SliceFacts(gpu_nodes=len(gpu_nodes), full_gpus=full, product_names=tuple(sorted(products)),
                                 architectures=tuple(sorted(archs)), dynmig_devices=dyn, static_mig_devices=static,
                                 compute_domain_driver=cd)
 
@@ -372,7 +372,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         # Live facts describe the configuration installed now, not the one this check gets (e.g. no DynamicMIG
         # partitions under the default configuration): decide from the instance alone here; the _dra_driver
         # fixture decides again with live facts once the check's configuration is installed.
-        caps = dataclasses.replace(caps, live=C.LiveFacts())
+        caps = dataclasses.replace(caps, live=C.SliceFacts())
     reason = C.why_not(needs_of(item), caps)
     if reason is not None:
         pytest.skip(reason)
@@ -428,7 +428,7 @@ def ctx(request: pytest.FixtureRequest, dra_suite: Suite) -> Generator[CheckCont
     ns = labels.namespace_name(s.run_id, check)
     lab = labels.labels_for(s.run_id, check)
     K.create(dra_suite.cluster, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": lab}})
-    c = CheckContext(dra_suite.cluster, s, ns, lab)
+    c = CheckContext.for_check(dra_suite.cluster, s, ns, lab)
     request.node.stash[_CTX_KEY] = c
     try:
         yield c

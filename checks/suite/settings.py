@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.errors import UsageError
-from checks.suite.driverconfig import UPSTREAM_CHART
+from checks.scenarios.driverconfig import UPSTREAM_CHART
 
 #: option dest -> (env var, default, type, help)
 OPTIONS: dict[str, tuple[str | None, Any, type, str]] = {

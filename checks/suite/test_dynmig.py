@@ -19,10 +19,10 @@ import pytest
 
 from checks.driver import names
 from checks.mig import GpuGeometry, Placement, capacity_ok, fits, fragmentation_blocker, gpu, predict_sequence
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
-from checks.suite.driverconfig import DYNAMIC_MIG, DYNAMIC_MIG_TIMESLICING
+from checks.scenarios import manifests as M
+from checks.scenarios import readers as R
+from checks.scenarios.driverconfig import DYNAMIC_MIG, DYNAMIC_MIG_TIMESLICING
+from checks.suite.context import CheckContext
 
 pytestmark = [pytest.mark.dynmig, pytest.mark.mig, pytest.mark.needs(dynmig=True), pytest.mark.driver(DYNAMIC_MIG)]
 
@@ -42,7 +42,7 @@ class Parent:
 
 
 def _parent(ctx: CheckContext) -> Parent:
-    migs = H.mig_devices(ctx.gpu_devices())
+    migs = R.mig_devices(ctx.gpu_devices())
     assert migs, "DynamicMIG is on but no type=mig device is published"
     first = min(migs, key=lambda m: (m.node, m.minor))
     return Parent(first.parent_uuid, first.minor, gpu(first.product))
@@ -53,21 +53,22 @@ def _mig_pod(ctx: CheckContext, name: str, claim: str) -> Obj:
                  claims={"mig": ("claim", claim)}, grace_s=5)
 
 
-def _allocated_mig(ctx: CheckContext, claim: Obj) -> H.MigDevice:
-    (res,) = H.allocation_results(claim)
-    dev = H.find_device(ctx.gpu_devices(), res)
+def _allocated_mig(ctx: CheckContext, claim: Obj) -> R.MigDevice:
+    (res,) = R.allocation_results(claim)
+    dev = R.find_device(ctx.gpu_devices(), res)
     assert dev is not None, f"allocated device {res} is in no slice"
-    (mig,) = H.mig_devices([dev])
+    (mig,) = R.mig_devices([dev])
     return mig
 
 
-def _assert_sees(ctx: CheckContext, pod: str, mig: H.MigDevice, container: str | None = None) -> str:
+def _assert_sees(ctx: CheckContext, pod: str, mig: R.MigDevice, container: str | None = None) -> str:
     """The container prints exactly the parent GPU line and one MIG line of the allocated profile."""
     log = ctx.logs(pod, container)
     lines = [ln for ln in log.splitlines() if ln.strip()]
     assert len(lines) == 2, f"{pod}/{container}: expected parent + MIG line, got {lines!r}"
-    assert gpu_uuids(log) == [mig.parent_uuid], f"{pod}: parent {gpu_uuids(log)} != slice parentUUID {mig.parent_uuid}"
-    ((profile, mig_uuid),) = H.mig_lines(log)
+    parents = R.gpu_uuids(log)
+    assert parents == [mig.parent_uuid], f"{pod}: parent {parents} != slice parentUUID {mig.parent_uuid}"
+    ((profile, mig_uuid),) = R.mig_lines(log)
     assert profile == mig.profile, f"{pod}: nvidia-smi shows {profile}, allocated {mig.profile} ({mig.name})"
     return mig_uuid
 
@@ -80,24 +81,24 @@ def test_dynmig_slices(ctx: CheckContext) -> None:
     knows, named ``gpu-<minor>-mig-<profile>-<id>-<start>``, each consuming counters of its parent's set."""
     devices = ctx.gpu_devices()
     problems: list[str] = []
-    by_parent: dict[tuple[str, str], list[H.MigDevice]] = {}
+    by_parent: dict[tuple[str, str], list[R.MigDevice]] = {}
     for d in devices:
         where = f"{d['_node']}/{d['name']}"
-        typ = H.device_type(d)
+        typ = R.device_type(d)
         expected = names.ATTR_KEYS_GPU if typ == "gpu" else names.ATTR_KEYS_DYNAMIC_MIG
-        problems += [f"{where}: {p}" for p in H.attribute_key_problems(d, expected)]
-        problems += [f"{where}: {p}" for p in H.version_problems(d)]
-    for m in H.mig_devices(devices):
+        problems += [f"{where}: {p}" for p in R.attribute_key_problems(d, expected)]
+        problems += [f"{where}: {p}" for p in R.version_problems(d)]
+    for m in R.mig_devices(devices):
         by_parent.setdefault((m.node, m.parent_uuid), []).append(m)
     for (node, uuid), migs in sorted(by_parent.items()):
         got = {m.name for m in migs}
-        want = H.published_mig_names(gpu(migs[0].product), migs[0].minor)
+        want = R.published_mig_names(gpu(migs[0].product), migs[0].minor)
         if got != want or len({m.minor for m in migs}) != 1:
             problems.append(f"{node} GPU {uuid}: missing {sorted(want - got)}, unexpected {sorted(got - want)}")
     for d in devices:
-        if H.device_type(d) == "mig":
+        if R.device_type(d) == "mig":
             sets = {c.get("counterSet") for c in d.get("consumesCounters") or []}
-            minor = H.mig_devices([d])[0].minor
+            minor = R.mig_devices([d])[0].minor
             if sets != {names.counter_set_name(minor)}:
                 problems.append(f"{d['_node']}/{d['name']}: consumes {sets}, not {names.counter_set_name(minor)}")
     assert by_parent, "no DynamicMIG device published"
@@ -106,9 +107,9 @@ def test_dynmig_slices(ctx: CheckContext) -> None:
 
 def _one_mig(ctx: CheckContext, config: list[Obj] | None = None) -> None:
     parent = _parent(ctx)
-    profile = H.smallest_profile(parent.geo)
+    profile = R.smallest_profile(parent.geo)
     ctx.apply(M.claim("rc-mig1g", ctx.labels,
-                      M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=H.parent_selector(parent.uuid, profile))],
+                      M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=R.parent_selector(parent.uuid, profile))],
                                    config=config)),
               _mig_pod(ctx, "pod-mig1g", "rc-mig1g"))
     ctx.pod_ready("pod-mig1g")
@@ -129,10 +130,10 @@ def test_one_pod_two_containers_two_migs(ctx: CheckContext) -> None:
     """DM4 ``DynMIG: 1 pod, 2 containers (1 MIG each)``: two requests of different profiles on one GPU, each
     container sees only its own request's MIG device, and the MIG UUIDs differ."""
     parent = _parent(ctx)
-    small = H.smallest_profile(parent.geo)
-    big = H.profile_of_class(parent.geo, "3g")
-    spec = M.claim_spec([M.request("mig1", M.MIG_CLASS, selectors=H.parent_selector(parent.uuid, small)),
-                         M.request("mig2", M.MIG_CLASS, selectors=H.parent_selector(parent.uuid, big))])
+    small = R.smallest_profile(parent.geo)
+    big = R.profile_of_class(parent.geo, "3g")
+    spec = M.claim_spec([M.request("mig1", M.MIG_CLASS, selectors=R.parent_selector(parent.uuid, small)),
+                         M.request("mig2", M.MIG_CLASS, selectors=R.parent_selector(parent.uuid, big))])
     ctx.apply(M.claim("rc-migdevs", ctx.labels, spec),
               M.pod("pod-2mig", ctx.labels, [M.container("ctr0", claims=[("migdevs", "mig1")], image=M.MIG_IMAGE),
                                              M.container("ctr1", claims=[("migdevs", "mig2")], image=M.MIG_IMAGE)],
@@ -141,10 +142,10 @@ def test_one_pod_two_containers_two_migs(ctx: CheckContext) -> None:
     claim = ctx.get("resourceclaims", "rc-migdevs")
     devices = ctx.gpu_devices()
     by_request = {}
-    for res in H.allocation_results(claim):
-        dev = H.find_device(devices, res)
+    for res in R.allocation_results(claim):
+        dev = R.find_device(devices, res)
         assert dev is not None
-        by_request[res["request"]] = H.mig_devices([dev])[0]
+        by_request[res["request"]] = R.mig_devices([dev])[0]
     assert sorted(by_request) == ["mig1", "mig2"]
     u0 = _assert_sees(ctx, "pod-2mig", by_request["mig1"], "ctr0")
     u1 = _assert_sees(ctx, "pod-2mig", by_request["mig2"], "ctr1")
@@ -179,14 +180,14 @@ def _fill(ctx: CheckContext, parent: Parent, profile: str, count: int) -> Filled
     """Create ``count`` claims+pods for ``profile`` on ``parent`` one at a time, each allocated before the
     next is created (so arrival order is the scheduler's order), and compare with the oracle."""
     steps = predict_sequence(parent.geo, parent.minor, [profile] * count)
-    spec = M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=H.parent_selector(parent.uuid, profile))])
+    spec = M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=R.parent_selector(parent.uuid, profile))])
     out = Filled({}, [s.device or "-" for s in steps], [])
     for i, step in enumerate(steps):
         assert step.placement is not None, f"oracle: request {i + 1} of {count}× {profile} does not fit"
         ctx.apply(M.claim(f"mig-{i}", ctx.labels, spec), _mig_pod(ctx, f"mig-{i}", f"mig-{i}"))
         mig = _allocated_mig(ctx, ctx.claim_allocated(f"mig-{i}"))
         out.actual.append(mig.name)
-        out.placements[H.placement_of(mig.name, parent.geo)] = i
+        out.placements[R.placement_of(mig.name, parent.geo)] = i
     return out
 
 
@@ -205,7 +206,7 @@ def test_mig_over_capacity(ctx: CheckContext) -> None:
     in scheduler order), every pod sees its MIG device, and claim N+1 stays Pending/Unschedulable with
     ``cannot allocate all claims`` — the oracle calls it over capacity (e.g. A100-40GB: 7× 1g.5gb, 8th Pending)."""
     parent = _parent(ctx)
-    profile = H.smallest_profile(parent.geo)
+    profile = R.smallest_profile(parent.geo)
     n = parent.geo.profile(profile).max_instances
     extra = predict_sequence(parent.geo, parent.minor, [profile] * (n + 1))[-1]
     assert extra.placement is None and extra.result.kind == "over_capacity", extra.result
@@ -216,11 +217,11 @@ def test_mig_over_capacity(ctx: CheckContext) -> None:
     for i in range(n):
         ctx.pod_ready(f"mig-{i}")
         _assert_sees(ctx, f"mig-{i}", _allocated_mig(ctx, ctx.get("resourceclaims", f"mig-{i}")))
-    spec = M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=H.parent_selector(parent.uuid, profile))])
+    spec = M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=R.parent_selector(parent.uuid, profile))])
     ctx.apply(M.claim("mig-extra", ctx.labels, spec), _mig_pod(ctx, "mig-extra", "mig-extra"))
     pod = ctx.pod_unschedulable("mig-extra")
-    assert not H.unschedulable_problems(pod), H.unschedulable_problems(pod)
-    assert not H.allocation_results(ctx.get("resourceclaims", "mig-extra"))
+    assert not R.unschedulable_problems(pod), R.unschedulable_problems(pod)
+    assert not R.allocation_results(ctx.get("resourceclaims", "mig-extra"))
 
 
 def test_mig_fragmentation(ctx: CheckContext) -> None:
@@ -230,8 +231,8 @@ def test_mig_fragmentation(ctx: CheckContext) -> None:
     the blockers lets the same pending pod allocate a 3g device at a placement the oracle allows."""
     parent = _parent(ctx)
     geo = parent.geo
-    small = H.smallest_profile(geo)
-    big = H.profile_of_class(geo, "3g")
+    small = R.smallest_profile(geo)
+    big = R.profile_of_class(geo, "3g")
     blocker = fragmentation_blocker(geo, big)
     assert blocker, f"oracle: no fragmentation blocker for {big} on {geo.key}"
     verdict = fits(geo, big, blocker)
@@ -242,15 +243,15 @@ def test_mig_fragmentation(ctx: CheckContext) -> None:
     assert not missing, f"blocker {missing} not among the filled placements {sorted(filled.placements)}"
     keep = [filled.placements[pl] for pl in blocker]
     _free(ctx, [i for i in filled.placements.values() if i not in keep])
-    spec = M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=H.parent_selector(parent.uuid, big))])
+    spec = M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=R.parent_selector(parent.uuid, big))])
     ctx.apply(M.claim("mig-big", ctx.labels, spec), _mig_pod(ctx, "mig-big", "mig-big"))
     pod = ctx.pod_unschedulable("mig-big")
-    assert not H.unschedulable_problems(pod), H.unschedulable_problems(pod)
-    assert not H.allocation_results(ctx.get("resourceclaims", "mig-big"))
+    assert not R.unschedulable_problems(pod), R.unschedulable_problems(pod)
+    assert not R.allocation_results(ctx.get("resourceclaims", "mig-big"))
     ctx.record.update(gpu=geo.key, blocker=[str(pl) for pl in blocker], verdict=verdict.reason)
     _free(ctx, keep)
     mig = _allocated_mig(ctx, ctx.claim_allocated("mig-big"))
-    landed = H.placement_of(mig.name, geo)
+    landed = R.placement_of(mig.name, geo)
     assert landed in fits(geo, big, []).placements and mig.parent_uuid == parent.uuid, mig
     ctx.pod_ready("mig-big")
     _assert_sees(ctx, "mig-big", mig)

@@ -17,9 +17,9 @@ import time
 import pytest
 
 from checks.driver import names
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
+from checks.scenarios import manifests as M
+from checks.scenarios import readers as R
+from checks.suite.context import CheckContext
 
 pytestmark = [pytest.mark.extres, pytest.mark.fastfeedback]
 
@@ -29,7 +29,7 @@ ANNOTATION = "resource.kubernetes.io/extended-resource-claim"
 def test_extended_resource_gpu(ctx: CheckContext) -> None:
     """X1 ``GPUs: handle legacy 'nvidia.com/gpu: 1' (with DRAExtendedResource)``."""
     version = ctx.cluster.server_version().git_version
-    if not H.version_at_least(version, 1, 35):
+    if not R.version_at_least(version, 1, 35):
         pytest.skip(f"DRA extended resources need Kubernetes >= 1.35; the server is {version}")
     cls = ctx.get("deviceclasses", names.CLASS_GPU)
     assert (cls.get("spec") or {}).get("extendedResourceName") == names.GPU_EXTENDED_RESOURCE, cls.get("spec")
@@ -40,7 +40,7 @@ def test_extended_resource_gpu(ctx: CheckContext) -> None:
     name = f"test-gpu-extres-{int(time.time())}"
     ctx.apply(M.pod(name, ctx.labels, [M.container(limits={names.GPU_EXTENDED_RESOURCE: "1"})], grace_s=5))
     pod = ctx.pod_ready(name, timeout=60)
-    uuids = gpu_uuids(ctx.logs(name))
+    uuids = R.gpu_uuids(ctx.logs(name))
     assert len(uuids) == 1, uuids
     claims = [c for c in ctx.claims() if c["metadata"]["name"].startswith(f"{name}-extended-resources-")]
     assert len(claims) == 1, [c["metadata"]["name"] for c in ctx.claims()]
@@ -49,10 +49,10 @@ def test_extended_resource_gpu(ctx: CheckContext) -> None:
     owners = [(o.get("kind"), o.get("uid"), o.get("controller"))
               for o in claim["metadata"].get("ownerReferences") or []]
     assert ("Pod", pod["metadata"]["uid"], True) in owners, owners
-    results = H.allocation_results(claim)
+    results = R.allocation_results(claim)
     assert len(results) == 1 and results[0].get("driver") == names.GPU_DRIVER, results
-    dev = H.find_device(ctx.gpu_devices(), results[0])
-    assert dev is not None and H.attr(dev, "uuid") == uuids[0]
+    dev = R.find_device(ctx.gpu_devices(), results[0])
+    assert dev is not None and R.attr(dev, "uuid") == uuids[0]
     ext = (pod.get("status") or {}).get("extendedResourceClaimStatus") or {}
     assert ext.get("resourceClaimName") == claim["metadata"]["name"], ext
     ctx.record.update(claim=claim["metadata"]["name"], uuid=uuids[0], server=version)

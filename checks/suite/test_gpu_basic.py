@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from checks.driver import names
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
+from checks.scenarios import manifests as M
+from checks.scenarios import readers as R
+from checks.suite.context import CheckContext
 
 pytestmark = [pytest.mark.fastfeedback]
 
@@ -29,10 +29,10 @@ def _uuid_of_claim(ctx: CheckContext, claim: Obj) -> list[str]:
     """The ``uuid`` attributes of the devices a claim was allocated, in result order."""
     devices = ctx.gpu_devices()
     out = []
-    for res in H.allocation_results(claim):
-        dev = H.find_device(devices, res)
+    for res in R.allocation_results(claim):
+        dev = R.find_device(devices, res)
         assert dev is not None, f"claim {claim['metadata']['name']}: allocated device {res} is in no slice"
-        out.append(str(H.attr(dev, "uuid")))
+        out.append(str(R.attr(dev, "uuid")))
     return out
 
 
@@ -45,11 +45,11 @@ def test_one_pod_one_full_gpu(ctx: CheckContext) -> None:
     log = ctx.logs("pod-full-gpu")
     lines = [ln for ln in log.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("GPU 0: "), f"expected one 'GPU 0: …' line, got {lines!r}"
-    uuids = gpu_uuids(log)
+    uuids = R.gpu_uuids(log)
     assert len(uuids) == 1, log
     (claim,) = ctx.pod_claims(pod)
     assert _uuid_of_claim(ctx, claim) == uuids
-    assert H.reserved_uids(claim) == {pod["metadata"]["uid"]}
+    assert R.reserved_uids(claim) == {pod["metadata"]["uid"]}
     ctx.record["uuid"] = uuids[0]
 
 
@@ -61,11 +61,11 @@ def test_two_pods_share_one_claim(ctx: CheckContext) -> None:
         ctx.apply(M.pod(name, ctx.labels, [M.container(claims=["gpu"])],
                         claims={"gpu": ("claim", "rc-single-gpu-full")}))
     pods = [ctx.pod_ready(n) for n in ("pod1", "pod2")]
-    outs = [gpu_uuids(ctx.logs(n)) for n in ("pod1", "pod2")]
-    assert H.same_uuid(outs), f"pods saw {outs}"
+    outs = [R.gpu_uuids(ctx.logs(n)) for n in ("pod1", "pod2")]
+    assert R.same_uuid(outs), f"pods saw {outs}"
     claim = ctx.get("resourceclaims", "rc-single-gpu-full")
     assert _uuid_of_claim(ctx, claim) == outs[0]
-    assert H.reserved_uids(claim) == {p["metadata"]["uid"] for p in pods}
+    assert R.reserved_uids(claim) == {p["metadata"]["uid"] for p in pods}
 
 
 @pytest.mark.multi_gpu
@@ -79,7 +79,7 @@ def test_two_pods_two_claims(ctx: CheckContext) -> None:
     seen = []
     for name in ("pod1", "pod2"):
         pod = ctx.pod_ready(name)
-        uuids = gpu_uuids(ctx.logs(name))
+        uuids = R.gpu_uuids(ctx.logs(name))
         (claim,) = ctx.pod_claims(pod)
         assert len(uuids) == 1 and _uuid_of_claim(ctx, claim) == uuids, f"{name}: {uuids}"
         seen.append(uuids[0])
@@ -93,8 +93,8 @@ def test_one_pod_two_containers_share(ctx: CheckContext) -> None:
                                      M.container("ctr1", claims=["shared-gpu"])],
                                     claims={"shared-gpu": ("template", "rct-single-gpu-full")}))
     pod = ctx.pod_ready("pod1")
-    outs = [gpu_uuids(ctx.logs("pod1", c)) for c in ("ctr0", "ctr1")]
-    assert H.same_uuid(outs), f"containers saw {outs}"
+    outs = [R.gpu_uuids(ctx.logs("pod1", c)) for c in ("ctr0", "ctr1")]
+    assert R.same_uuid(outs), f"containers saw {outs}"
     (claim,) = ctx.pod_claims(pod)
     assert _uuid_of_claim(ctx, claim) == outs[0]
 
@@ -108,7 +108,7 @@ def test_pod_with_two_claims(ctx: CheckContext) -> None:
               M.pod("pod-two-claims", ctx.labels, [M.container(claims=["gpu-a", "gpu-b"])],
                     claims={"gpu-a": ("template", "rct-claim-a"), "gpu-b": ("template", "rct-claim-b")}))
     pod = ctx.pod_ready("pod-two-claims")
-    uuids = gpu_uuids(ctx.logs("pod-two-claims"))
+    uuids = R.gpu_uuids(ctx.logs("pod-two-claims"))
     claims = ctx.pod_claims(pod)
     assert len(claims) == 2
     allocated = [u for c in claims for u in _uuid_of_claim(ctx, c)]
@@ -131,8 +131,8 @@ def test_resource_slices(ctx: CheckContext, suite: Any) -> None:
     """
     inst = suite.instance
     slices = ctx.gpu_slices()
-    devices = H.slice_devices(slices)
-    gpus = [d for d in devices if H.device_type(d) == "gpu"]
+    devices = R.slice_devices(slices)
+    gpus = [d for d in devices if R.device_type(d) == "gpu"]
     assert gpus, "no type=gpu device published"
     per_node: dict[str, list[Obj]] = {}
     for d in gpus:
@@ -143,17 +143,17 @@ def test_resource_slices(ctx: CheckContext, suite: Any) -> None:
     problems: list[str] = []
     for d in gpus:
         where = f"{d['_node']}/{d['name']}"
-        if not H.FULL_GPU_NAME.match(str(d["name"])):
+        if not R.FULL_GPU_NAME.match(str(d["name"])):
             problems.append(f"{where}: name is not gpu-<minor>")
-        problems += [f"{where}: {p}" for p in H.attribute_key_problems(d, names.ATTR_KEYS_GPU)]
-        problems += [f"{where}: {p}" for p in H.version_problems(d)]
-        if H.attr(d, "productName") != inst.gpu.model:
-            problems.append(f"{where}: productName {H.attr(d, 'productName')!r} != {inst.gpu.model!r}")
-        if not str(H.attr(d, "uuid") or "").startswith("GPU-"):
-            problems.append(f"{where}: uuid {H.attr(d, 'uuid')!r} lacks the GPU- prefix")
-    uuids = [H.attr(d, "uuid") for d in gpus]
+        problems += [f"{where}: {p}" for p in R.attribute_key_problems(d, names.ATTR_KEYS_GPU)]
+        problems += [f"{where}: {p}" for p in R.version_problems(d)]
+        if R.attr(d, "productName") != inst.gpu.model:
+            problems.append(f"{where}: productName {R.attr(d, 'productName')!r} != {inst.gpu.model!r}")
+        if not str(R.attr(d, "uuid") or "").startswith("GPU-"):
+            problems.append(f"{where}: uuid {R.attr(d, 'uuid')!r} lacks the GPU- prefix")
+    uuids = [R.attr(d, "uuid") for d in gpus]
     if len(set(uuids)) != len(uuids):
         problems.append(f"duplicate GPU UUIDs: {uuids}")
-    problems += H.pool_layout_problems(slices)
+    problems += R.pool_layout_problems(slices)
     assert not problems, "\n".join(problems)
-    ctx.record["devices"] = {f"{d['_node']}/{d['name']}": H.attr(d, "uuid") for d in gpus}
+    ctx.record["devices"] = {f"{d['_node']}/{d['name']}": R.attr(d, "uuid") for d in gpus}

@@ -11,9 +11,9 @@ from __future__ import annotations
 import pytest
 
 from checks.kube import wait as W
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
+from checks.scenarios import manifests as M
+from checks.scenarios import readers as R
+from checks.suite.context import CheckContext
 
 pytestmark = [pytest.mark.fastfeedback, pytest.mark.gpu_robustness]
 
@@ -37,9 +37,9 @@ def test_claim_lifecycle_and_reacquire(ctx: CheckContext) -> None:
     first = ctx.apply(pod_spec)[0]
     ctx.pod_ready("pod-full-gpu")
     claim = ctx.get("resourceclaims", "rc-lifecycle")
-    (res1,) = H.allocation_results(claim)
-    assert H.reserved_uids(claim) == {first["metadata"]["uid"]}
-    uuid1 = gpu_uuids(ctx.logs("pod-full-gpu"))
+    (res1,) = R.allocation_results(claim)
+    assert R.reserved_uids(claim) == {first["metadata"]["uid"]}
+    uuid1 = R.gpu_uuids(ctx.logs("pod-full-gpu"))
     ctx.delete("pods", "pod-full-gpu")
     source = W.source_for(ctx.cluster, "resourceclaims", ctx.namespace, field_selector="metadata.name=rc-lifecycle")
     W.wait_for(source, _deallocated, timeout=ctx.timeout(60),
@@ -48,10 +48,10 @@ def test_claim_lifecycle_and_reacquire(ctx: CheckContext) -> None:
                              claims={"gpu": ("claim", "rc-lifecycle")}, grace_s=5))[0]
     ctx.pod_ready("pod-full-gpu")
     claim = ctx.get("resourceclaims", "rc-lifecycle")
-    (res2,) = H.allocation_results(claim)
-    assert H.reserved_uids(claim) == {second["metadata"]["uid"]}
+    (res2,) = R.allocation_results(claim)
+    assert R.reserved_uids(claim) == {second["metadata"]["uid"]}
     assert (res2["pool"], res2["device"]) == (res1["pool"], res1["device"])
-    uuid2 = gpu_uuids(ctx.logs("pod-full-gpu"))
+    uuid2 = R.gpu_uuids(ctx.logs("pod-full-gpu"))
     assert len(uuid1) == 1 and uuid1 == uuid2, f"before {uuid1}, after {uuid2}"
     ctx.record.update(device=res1["device"], uuid=uuid1[0])
 
@@ -64,7 +64,7 @@ def test_generated_claim_removed_with_pod(ctx: CheckContext) -> None:
                     claims={"gpu": ("template", "rct-single-gpu-full")}, grace_s=5))
     pod = ctx.pod_ready("pod-full-gpu")
     (claim,) = ctx.pod_claims(pod)
-    assert H.allocation_results(claim), "generated claim not allocated"
+    assert R.allocation_results(claim), "generated claim not allocated"
     owners = [(o.get("kind"), o.get("uid")) for o in claim["metadata"].get("ownerReferences") or []]
     assert ("Pod", pod["metadata"]["uid"]) in owners, owners
     ctx.delete("pods", "pod-full-gpu")
@@ -82,19 +82,19 @@ def test_rapid_create_delete_leaks_nothing(ctx: CheckContext) -> None:
         ctx.apply(M.pod("pod-churn", ctx.labels, [M.container(claims=["gpu"])],
                         claims={"gpu": ("template", "rct-single-gpu-full")}, grace_s=5))
         ctx.pod_ready("pod-churn")
-        uuids = gpu_uuids(ctx.logs("pod-churn"))
+        uuids = R.gpu_uuids(ctx.logs("pod-churn"))
         assert len(uuids) == 1, f"cycle {i}: {uuids}"
         seen.add(uuids[0])
         ctx.delete("pods", "pod-churn")
     source = W.source_for(ctx.cluster, "resourceclaims", ctx.namespace)
     W.wait_until(source, lambda state: not state, timeout=ctx.timeout(60),
                  what=f"no ResourceClaim left in {ctx.namespace} after {CHURN_CYCLES} cycles")
-    all_gpus = {str(H.attr(d, "uuid")) for d in ctx.gpu_devices() if H.device_type(d) == "gpu"}
+    all_gpus = {str(R.attr(d, "uuid")) for d in ctx.gpu_devices() if R.device_type(d) == "gpu"}
     ctx.apply(M.claim("rc-all", ctx.labels, M.claim_spec([M.request("gpu", all_devices=True)])),
               M.pod("pod-all", ctx.labels, [M.container(claims=["gpu"])], claims={"gpu": ("claim", "rc-all")},
                     grace_s=5))
     ctx.pod_ready("pod-all")
     claim = ctx.get("resourceclaims", "rc-all")
-    assert len(H.allocation_results(claim)) == len(all_gpus)
-    assert set(gpu_uuids(ctx.logs("pod-all"))) == all_gpus
+    assert len(R.allocation_results(claim)) == len(all_gpus)
+    assert set(R.gpu_uuids(ctx.logs("pod-all"))) == all_gpus
     ctx.record.update(cycles=CHURN_CYCLES, distinct_uuids_seen=len(seen), gpus=len(all_gpus))

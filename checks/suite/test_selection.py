@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from checks.driver import names
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
+from checks.scenarios import manifests as M
+from checks.scenarios import readers as R
+from checks.suite.context import CheckContext
 from checks.suite.plugin import Suite
 
 pytestmark = [pytest.mark.fastfeedback, pytest.mark.gpu_robustness]
@@ -30,10 +30,10 @@ def test_cel_selector_matches_product(ctx: CheckContext, suite: Suite) -> None:
                     claims={"gpu": ("template", "rct-cel-match")}))
     pod = ctx.pod_ready("pod-cel-match")
     (claim,) = ctx.pod_claims(pod)
-    (res,) = H.allocation_results(claim)
-    dev = H.find_device(ctx.gpu_devices(), res)
-    assert dev is not None and H.attr(dev, "productName") == model
-    assert gpu_uuids(ctx.logs("pod-cel-match")) == [H.attr(dev, "uuid")]
+    (res,) = R.allocation_results(claim)
+    dev = R.find_device(ctx.gpu_devices(), res)
+    assert dev is not None and R.attr(dev, "productName") == model
+    assert R.gpu_uuids(ctx.logs("pod-cel-match")) == [R.attr(dev, "uuid")]
 
 
 def test_cel_selector_no_match_is_unschedulable(ctx: CheckContext) -> None:
@@ -44,12 +44,12 @@ def test_cel_selector_no_match_is_unschedulable(ctx: CheckContext) -> None:
               M.pod("pod-cel-nomatch", ctx.labels, [M.container(claims=["gpu"])],
                     claims={"gpu": ("claim", "rc-cel-nomatch")}))
     pod = ctx.pod_unschedulable("pod-cel-nomatch")
-    assert not H.unschedulable_problems(pod), H.unschedulable_problems(pod)
+    assert not R.unschedulable_problems(pod), R.unschedulable_problems(pod)
     ev = ctx.event("pod-cel-nomatch", "FailedScheduling")
-    assert H.UNSCHEDULABLE_TEXT in str(ev.get("message")), ev.get("message")
+    assert R.UNSCHEDULABLE_TEXT in str(ev.get("message")), ev.get("message")
     claim = ctx.get("resourceclaims", "rc-cel-nomatch")
     assert not (claim.get("status") or {}).get("allocation"), claim.get("status")
-    assert not H.reserved_uids(claim)
+    assert not R.reserved_uids(claim)
 
 
 def test_first_available_falls_back(ctx: CheckContext) -> None:
@@ -65,8 +65,8 @@ def test_first_available_falls_back(ctx: CheckContext) -> None:
                     claims={"gpu": ("claim", "rc-first-available")}))
     ctx.pod_ready("pod-first-available")
     claim = ctx.get("resourceclaims", "rc-first-available")
-    (res,) = H.allocation_results(claim)
+    (res,) = R.allocation_results(claim)
     assert res.get("request") == "gpu/any", res
-    dev = H.find_device(ctx.gpu_devices(), res)
+    dev = R.find_device(ctx.gpu_devices(), res)
     assert dev is not None
-    assert gpu_uuids(ctx.logs("pod-first-available")) == [H.attr(dev, "uuid")]
+    assert R.gpu_uuids(ctx.logs("pod-first-available")) == [R.attr(dev, "uuid")]

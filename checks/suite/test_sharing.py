@@ -19,10 +19,10 @@ from checks.driver import configs as CFG
 from checks.driver import names
 from checks.kube import objects as K
 from checks.kube import wait as W
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
-from checks.suite.driverconfig import DEFAULT, MPS, TIMESLICING, DriverConfig
+from checks.scenarios import manifests as M
+from checks.scenarios import readers as R
+from checks.scenarios.driverconfig import DEFAULT, MPS, TIMESLICING, DriverConfig
+from checks.suite.context import CheckContext
 
 pytestmark = [pytest.mark.gpu_sharing, pytest.mark.fastfeedback]
 
@@ -73,12 +73,12 @@ def test_timeslicing_two_containers_share(ctx: CheckContext) -> None:
     allocated GPU (compared with the claim's device, not only with each other)."""
     _two_container_pod(ctx, "pod-timeslicing", "rct-timeslicing-gpu", TS_SHORT)
     pod = ctx.pod_ready("pod-timeslicing")
-    outs = [gpu_uuids(ctx.logs("pod-timeslicing", c)) for c in ("ctr0", "ctr1")]
-    assert H.same_uuid(outs), outs
+    outs = [R.gpu_uuids(ctx.logs("pod-timeslicing", c)) for c in ("ctr0", "ctr1")]
+    assert R.same_uuid(outs), outs
     (claim,) = ctx.pod_claims(pod)
-    (res,) = H.allocation_results(claim)
-    dev = H.find_device(ctx.gpu_devices(), res)
-    assert dev is not None and H.attr(dev, "uuid") == outs[0][0]
+    (res,) = R.allocation_results(claim)
+    dev = R.find_device(ctx.gpu_devices(), res)
+    assert dev is not None and R.attr(dev, "uuid") == outs[0][0]
 
 
 @pytest.mark.driver(DEFAULT)
@@ -115,8 +115,8 @@ def test_mps_two_containers_share(ctx: CheckContext) -> None:
     any Deployment with that substring anywhere), and it goes away when the pod does."""
     _two_container_pod(ctx, "pod-mps", "rct-mps-gpu", MPS_CONFIG)
     pod = ctx.pod_ready("pod-mps")
-    outs = [gpu_uuids(ctx.logs("pod-mps", c)) for c in ("ctr0", "ctr1")]
-    assert H.same_uuid(outs), outs
+    outs = [R.gpu_uuids(ctx.logs("pod-mps", c)) for c in ("ctr0", "ctr1")]
+    assert R.same_uuid(outs), outs
     (claim,) = ctx.pod_claims(pod)
     uid = claim["metadata"]["uid"]
     mine = [d for d in _mps_daemons(ctx) if d["metadata"]["name"].startswith(f"mps-control-daemon-{uid}-")]

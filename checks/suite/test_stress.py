@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from checks.kube import wait as W
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
+from checks.scenarios import readers as R
+from checks.scenarios import stress
+from checks.suite.context import CheckContext
 from checks.suite.plugin import Suite
 
 pytestmark = [pytest.mark.stress, pytest.mark.fastfeedback]
@@ -33,32 +33,23 @@ def test_shared_claim_many_pods(ctx: CheckContext, suite: Suite) -> None:
     uuids_per_iteration: list[str] = []
     for it in range(m):
         labels = {**ctx.labels, "test": "stress-shared", "iteration": str(it)}
-        selector = f"test=stress-shared,iteration={it}"
-        # The recorder watches before anything is created, so every milestone is a watch event's time.
-        with W.record_pods(ctx.cluster, ctx.namespace, selector) as timeline:
-            ctx.apply(M.claim("rc-shared-gpu", labels, M.claim_spec([M.request("gpu")])))
-            ctx.apply(*[M.pod(f"stress-pod-{i}", labels, [M.container(claims=["gpu"])],
-                              claims={"gpu": ("claim", "rc-shared-gpu")}, restart_policy="Never", grace_s=5)
-                        for i in range(1, n + 1)])
-            ctx.claim_allocated("rc-shared-gpu", timeout=120)
-            pods = W.wait_pods_ready(ctx.cluster, ctx.namespace, selector, count=n, timeout=ctx.timeout(180))
+        names = [f"stress-pod-{i}" for i in range(1, n + 1)]
+        done = stress.shared_claim_iteration(ctx, claim="rc-shared-gpu", pods=names, labels=labels,
+                                             selector=f"test=stress-shared,iteration={it}", timeout_s=180,
+                                             grace_s=5, restart_policy="Never")
+        pods, claim = done.pods, done.claim
         assert len(pods) == n and all((p.get("status") or {}).get("phase") == "Running" for p in pods)
-        claim = ctx.get("resourceclaims", "rc-shared-gpu")
-        assert H.reserved_uids(claim) == {p["metadata"]["uid"] for p in pods}
-        (res,) = H.allocation_results(claim)
-        dev = H.find_device(ctx.gpu_devices(), res)
+        assert R.reserved_uids(claim) == {p["metadata"]["uid"] for p in pods}
+        (res,) = R.allocation_results(claim)
+        dev = R.find_device(ctx.gpu_devices(), res)
         assert dev is not None
-        outs = [gpu_uuids(ctx.logs(p["metadata"]["name"])) for p in pods]
-        bad = {p["metadata"]["name"]: o for p, o in zip(pods, outs, strict=True) if o != [H.attr(dev, "uuid")]}
-        assert not bad, f"iteration {it}: pods did not see {H.attr(dev, 'uuid')}: {bad}"
-        uuids_per_iteration.append(str(H.attr(dev, "uuid")))
-        mine = [s for s in timeline.samples() if s.uid in {p["metadata"]["uid"] for p in pods}]
-        samples += mine
-        for p in pods:
-            ctx.delete("pods", p["metadata"]["name"], wait=False)
-        ctx.delete("resourceclaims", "rc-shared-gpu", wait=False)
-        ctx.gone("pods", label_selector=f"iteration={it}", timeout=90)
-        ctx.gone("resourceclaims", "rc-shared-gpu", timeout=90)
+        outs = [R.gpu_uuids(ctx.logs(p["metadata"]["name"])) for p in pods]
+        bad = {p["metadata"]["name"]: o for p, o in zip(pods, outs, strict=True) if o != [R.attr(dev, "uuid")]}
+        assert not bad, f"iteration {it}: pods did not see {R.attr(dev, 'uuid')}: {bad}"
+        uuids_per_iteration.append(str(R.attr(dev, "uuid")))
+        samples += done.samples
+        ctx.delete_all("pods", names, timeout=90)
+        ctx.delete_all("resourceclaims", ["rc-shared-gpu"], timeout=90)
     timings: list[dict[str, Any]] = [
         {"pod": s.name, "uid": s.uid, "scheduled_s": s.to_scheduled_s, "running_s": s.to_running_s,
          "ready_s": s.to_ready_s} for s in samples]

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from checks.kube import wait as W
-from checks.suite import helpers as H
-from checks.suite import manifests as M
-from checks.suite.context import CheckContext, gpu_uuids
+from checks.scenarios import manifests as M
+from checks.scenarios import readers as R
+from checks.suite.context import CheckContext
 from checks.suite.plugin import Suite
 
 pytestmark = [pytest.mark.gpu_workloads]
@@ -59,10 +59,10 @@ def test_job_with_claim_template(ctx: CheckContext) -> None:
     pods = [p for p in ctx.list_("pods") if _owned_by(p, job["metadata"]["uid"])]
     done = [p for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"]
     assert len(done) == 2, [(p["metadata"]["name"], (p.get("status") or {}).get("phase")) for p in pods]
-    published = {H.attr(d, "uuid") for d in ctx.gpu_devices()}
+    published = {R.attr(d, "uuid") for d in ctx.gpu_devices()}
     for p in done:
         log = ctx.logs(p["metadata"]["name"])
-        uuids = gpu_uuids(log)
+        uuids = R.gpu_uuids(log)
         assert len(uuids) == 1 and uuids[0] in published, f"{p['metadata']['name']}: {log!r}"
         assert "GPU Job completed successfully" in log
 
@@ -85,11 +85,11 @@ def test_deployment_two_replicas_distinct_gpus(ctx: CheckContext) -> None:
     seen = []
     for p in pods:
         (claim,) = ctx.pod_claims(p)
-        (res,) = H.allocation_results(claim)
-        dev = H.find_device(devices, res)
+        (res,) = R.allocation_results(claim)
+        dev = R.find_device(devices, res)
         assert dev is not None
-        uuids = gpu_uuids(ctx.logs(p["metadata"]["name"]))
-        assert uuids == [H.attr(dev, "uuid")], f"{p['metadata']['name']}: {uuids}"
+        uuids = R.gpu_uuids(ctx.logs(p["metadata"]["name"]))
+        assert uuids == [R.attr(dev, "uuid")], f"{p['metadata']['name']}: {uuids}"
         seen.append(uuids[0])
     assert len(seen) == 2 and len(set(seen)) == 2, seen
 

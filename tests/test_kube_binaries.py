@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from checks.errors import UsageError
-from checks.kube.tools import ToolLookup, find_tool, find_tools, install_tools, tool_version
+from checks.kube.binaries import ToolLookup, find_tool, find_tools, install_tools, tool_version
 
 
 def fake_kubectl(folder: Path, minor: str) -> Path:

@@ -1,7 +1,7 @@
 """One handle on a cluster, whatever serves it: a real Lambda cluster or the embedded twin.
 
 The only input is a kubeconfig path and an optional context (:class:`ClusterTarget`), so nothing here knows
-or cares whether a twin answers. Everything that talks to the cluster goes through a :class:`Cluster`:
+or cares whether a twin answers. Everything that talks to the cluster goes through a :class:`ClusterClient`:
 
 * the official ``kubernetes`` client, with a *per-instance* ``Configuration`` (the library's global default is
   never touched, so two clusters — say a twin and a real one — can be used side by side in one process);
@@ -27,8 +27,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from checks.errors import UsageError
+from checks.kube.binaries import Tools, find_tools
 from checks.kube.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
-from checks.kube.tools import Tools, find_tools
 
 #: Default seconds a kubectl/helm invocation may run before it is killed.
 DEFAULT_TOOL_TIMEOUT_S = 300.0
@@ -38,7 +38,7 @@ _SCRUBBED_ENV = ("KUBECONFIG", "HELM_KUBECONTEXT", "HELM_NAMESPACE", "HELM_KUBET
 
 @dataclass(frozen=True)
 class ClusterTarget:
-    """Which cluster: everything a :class:`Cluster` needs to reach it."""
+    """Which cluster: everything a :class:`ClusterClient` needs to reach it."""
 
     kubeconfig: Path
     """Path of the kubeconfig file (a twin writes one; a real cluster's comes from its admin)."""
@@ -78,7 +78,7 @@ def kubeconfig_contexts(path: Path) -> list[str]:
     return [str(c.get("name")) for c in data.get("contexts") or [] if isinstance(c, dict) and c.get("name")]
 
 
-class Cluster:
+class ClusterClient:
     """API client, kubectl and helm for one :class:`ClusterTarget`.
 
     Use as a context manager (or call :meth:`close`): it owns an HTTP connection pool and, unless ``run_dir``
@@ -113,7 +113,7 @@ class Cluster:
             raise UsageError(f"cannot load kubeconfig: {first}", where=str(self.target.kubeconfig)) from None
         self._owns_run_dir = run_dir is None
         self.run_dir = Path(tempfile.mkdtemp(prefix="dra-lab-kube-")) if run_dir is None else run_dir
-        """Folder for kubectl's cache and helm's cache/config/data (private to this Cluster)."""
+        """Folder for kubectl's cache and helm's cache/config/data (private to this ClusterClient)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._tools = tools
         self.core = k8s.CoreV1Api(self.api_client)
@@ -126,12 +126,12 @@ class Cluster:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Release the connection pool and the private run folder (when this Cluster created it)."""
+        """Release the connection pool and the private run folder (when this ClusterClient created it)."""
         self.api_client.close()  # type: ignore[no-untyped-call]
         if self._owns_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
-    def __enter__(self) -> Cluster:
+    def __enter__(self) -> ClusterClient:
         return self
 
     def __exit__(
@@ -140,7 +140,7 @@ class Cluster:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Cluster({self.target.describe()})"
+        return f"ClusterClient({self.target.describe()})"
 
     # -- API -------------------------------------------------------------------------------------------------
     def server_version(self) -> ServerVersion:

@@ -21,17 +21,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from checks.lab.clusterops import (
-    Workspace,
-    allocated_devices,
-    delete_and_wait,
-    is_unschedulable,
-    scheduling_message,
-    wait_scheduling_outcome,
-)
+from checks.kube import wait as W
 from checks.mig import GpuGeometry, Placement, fits, fragmentation_blocker, predict_sequence
-from checks.suite import manifests as M
-from checks.suite.helpers import MigDevice, parent_selector, placement_of, profile_of_class, smallest_profile
+from checks.scenarios import manifests as M
+from checks.scenarios.readers import (
+    MigDevice,
+    allocated_devices,
+    condition_message,
+    is_unschedulable,
+    parent_selector,
+    placement_of,
+    profile_of_class,
+    smallest_profile,
+)
+from checks.scenarios.workspace import Workspace
 
 Obj = dict[str, Any]
 
@@ -159,10 +162,10 @@ class Experiment:
         name = f"mig-{self._n:02d}-{profile.replace('.', '-').replace('+', '-')}"
         pred = predict_sequence(self.geo, self.minor, [profile], self.predicted)[0]
         spec = M.claim_spec([M.request("mig", M.MIG_CLASS, selectors=parent_selector(self.parent_uuid, profile))])
-        self.ws.add(M.claim(name, self.ws.labels, spec))
-        self.ws.add(M.pod(name, self.ws.labels, [M.container(claims=["mig"], image=M.MIG_IMAGE)],
-                          claims={"mig": ("claim", name)}, grace_s=1))
-        pod = wait_scheduling_outcome(self.ws.cluster, self.ws.namespace, name, timeout_s=self.timeout_s)
+        self.ws.apply(M.claim(name, self.ws.labels, spec))
+        self.ws.apply(M.pod(name, self.ws.labels, [M.container(claims=["mig"], image=M.MIG_IMAGE)],
+                            claims={"mig": ("claim", name)}, grace_s=1))
+        pod = self.ws.scheduling_outcome(name, timeout=self.timeout_s)
         rec = StepRecord(len(self.records) + 1, phase, f"request {profile}", profile=profile,
                          predicted=pred.result.kind,
                          predicted_placement=str(pred.placement) if pred.placement else "",
@@ -170,13 +173,11 @@ class Experiment:
         if pred.placement is not None:
             self.predicted.append(pred.placement)
         if is_unschedulable(pod):
-            rec.observed, rec.message = "pending", scheduling_message(pod)
+            rec.observed, rec.message = "pending", condition_message(pod, "PodScheduled")
             self.held.append(_Held(name, profile, None))
             rec.agree = not pred.result.fits
         else:
-            from checks.kube import objects as O
-
-            devices = allocated_devices(O.get(self.ws.cluster, "resourceclaims", name, self.ws.namespace))
+            devices = allocated_devices(self.ws.get("resourceclaims", name))
             rec.device = devices[0] if devices else ""
             placement = placement_of(rec.device, self.geo) if rec.device else None
             rec.observed = "allocated"
@@ -197,8 +198,8 @@ class Experiment:
         if not pending_only:
             gone += [h for h in self.held if h.placement is not None and h.placement.start not in keep_starts]
         names_ = [h.name for h in gone]
-        delete_and_wait(self.ws.cluster, self.ws.namespace, "pods", names_, timeout_s=self.timeout_s)
-        delete_and_wait(self.ws.cluster, self.ws.namespace, "resourceclaims", names_, timeout_s=self.timeout_s)
+        self.ws.delete_all("pods", names_, timeout=self.timeout_s)
+        self.ws.delete_all("resourceclaims", names_, timeout=self.timeout_s)
         self.held = [h for h in self.held if h not in gone]
         freed = [h.placement for h in gone if h.placement is not None]
         self.predicted = [p for p in self.predicted if p not in freed]
@@ -210,22 +211,18 @@ class Experiment:
         return self._record(rec)
 
     def _await_placement(self, held: _Held, rec: StepRecord) -> None:
-        from checks.kube import objects as O
-
         pred = predict_sequence(self.geo, self.minor, [held.profile], self.predicted)[0]
         rec.profile, rec.predicted = held.profile, pred.result.kind
         rec.predicted_placement = str(pred.placement) if pred.placement else ""
         if pred.placement is not None:
             self.predicted.append(pred.placement)
         try:
-            from checks.kube import wait as W
-
-            W.wait_pod_ready(self.ws.cluster, self.ws.namespace, held.name, timeout=self.timeout_s)
+            self.ws.pod_ready(held.name, timeout=self.timeout_s)
         except W.WaitTimeout as exc:
             rec.observed, rec.message = "pending", str(exc)
             rec.agree = not pred.result.fits
             return
-        devices = allocated_devices(O.get(self.ws.cluster, "resourceclaims", held.name, self.ws.namespace))
+        devices = allocated_devices(self.ws.get("resourceclaims", held.name))
         rec.device = devices[0] if devices else ""
         held.placement = placement_of(rec.device, self.geo) if rec.device else None
         rec.observed, rec.observed_placement = "allocated", str(held.placement or "")

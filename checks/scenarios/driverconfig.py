@@ -1,18 +1,25 @@
-"""The driver configuration a check runs under, and installing it once per distinct configuration.
+"""The driver configuration a check or notebook runs under, and installing it.
 
 A :class:`DriverConfig` is hashable: the plugin sorts checks by configuration and installs each distinct one
 once per run with ``helm upgrade --install`` — on a real cluster from the real chart, on a twin from the
-twin's own chart (the runner passes ``--chart``); the code path is the same.
+twin's own chart (the runner passes ``--chart``); the code path is the same, and the notebooks install
+through :func:`install_driver` too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from checks.driver import gates as G
 from checks.driver import names
+from checks.kube import helm
+from checks.kube import wait as W
+from checks.kube.client import ClusterClient
+from checks.scenarios.readers import slice_devices
+
+Obj = dict[str, Any]
 
 UPSTREAM_CHART = "oci://registry.k8s.io/dra-driver-nvidia/charts/dra-driver-nvidia-gpu"
 """Where the real chart is published (nvidia-dra-driver.md §1.2)."""
@@ -107,3 +114,35 @@ class InstallState:
     """Configuration currently installed by the suite, if any."""
     installs: list[str] = field(default_factory=list)
     """Keys of the configurations installed, in order (goes into the results)."""
+
+
+def install_driver(cluster: ClusterClient, cfg: DriverConfig, *, chart: str = "", chart_version: str = "",
+                   driver_root: str = "/", adopt: bool = False, timeout_s: float = 180.0) -> helm.ReleaseStatus:
+    """``helm upgrade --install`` the driver with ``cfg`` and wait for the plugin pods (helm --wait is not
+    enough, nvidia-dra-driver.md §14.2)."""
+    return helm.upgrade_install(cluster, RELEASE, chart or UPSTREAM_CHART, names.NAMESPACE,
+                                cfg.values(driver_root=driver_root),
+                                helm.InstallOptions(version=chart_version or None, adopt=adopt,
+                                                    wait_timeout_s=timeout_s))
+
+
+def uninstall_driver(cluster: ClusterClient, *, adopt: bool = False) -> bool:
+    """Remove the release installed by :func:`install_driver`."""
+    return helm.uninstall(cluster, RELEASE, names.NAMESPACE, adopt=adopt)
+
+
+def wait_slice_devices(cluster: ClusterClient, predicate: Callable[[list[Obj]], bool], *, timeout_s: float,
+                       what: str) -> list[Obj]:
+    """Wait until the gpu.nvidia.com devices published in ResourceSlices satisfy ``predicate``; return them."""
+    found: list[Obj] = []
+
+    def ready(state: W.State) -> bool:
+        devs = slice_devices(state.values())
+        if devs and predicate(devs):
+            found[:] = devs
+            return True
+        return False
+
+    source = W.source_for(cluster, "resourceslices", None, field_selector=f"spec.driver={names.GPU_DRIVER}")
+    W.wait_until(source, ready, timeout=timeout_s, what=what)
+    return found

@@ -1,7 +1,8 @@
-"""Pure helpers the checks share: reading slice devices, attribute values, semver, MIG placements, messages.
+"""Pure readers of what the API returns: slice devices, attribute values, semver, MIG placements, pod
+conditions, allocations, the UUIDs ``nvidia-smi -L`` printed.
 
-They take plain dicts (what the API returns) and never touch a cluster, so they are unit-tested on their own
-(``tests/test_suite_helpers.py``) and a check's assertion reads as one line.
+The checks and the notebooks share them. They take plain dicts and never touch a cluster, so they are
+unit-tested on their own (``tests/test_scenarios_readers.py``) and a check's assertion reads as one line.
 """
 
 from __future__ import annotations
@@ -31,6 +32,46 @@ UNSCHEDULABLE_TEXT = "cannot allocate all claims"
 
 FULL_GPU_NAME = re.compile(r"^gpu-(\d+)$")
 """Full-GPU device name ``gpu-<minor>`` (nvidia-dra-driver.md §4.2)."""
+
+GPU_UUID = re.compile(r"\(UUID: (GPU-[0-9a-fA-F-]+)\)")
+MIG_UUID = re.compile(r"\(UUID: (MIG-[0-9a-fA-F-]+)\)")
+
+
+def smi_uuids(text: str) -> list[str]:
+    """UUIDs printed by ``nvidia-smi -L`` (GPU and MIG lines, in order) — nvidia-dra-driver.md §6.3."""
+    out = []
+    for line in text.splitlines():
+        m = GPU_UUID.search(line) or MIG_UUID.search(line)
+        if m:
+            out.append(m.group(1))
+    return out
+
+
+def gpu_uuids(text: str) -> list[str]:
+    """The ``GPU-…`` UUIDs among :func:`smi_uuids`."""
+    return [u for u in smi_uuids(text) if u.startswith("GPU-")]
+
+
+def mig_uuids(text: str) -> list[str]:
+    """The ``MIG-…`` UUIDs among :func:`smi_uuids`."""
+    return [u for u in smi_uuids(text) if u.startswith("MIG-")]
+
+
+def condition_message(obj: Mapping[str, Any], cond_type: str) -> str:
+    """The message of status condition ``cond_type`` ('' when absent or empty)."""
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == cond_type:
+            return str(cond.get("message") or "")
+    return ""
+
+
+def is_unschedulable(pod: Mapping[str, Any]) -> bool:
+    """``PodScheduled=False`` with reason ``Unschedulable``: the scheduler tried and found no fit
+    (kubernetes-dra.md §4.2)."""
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "PodScheduled":
+            return bool(cond.get("status") == "False" and cond.get("reason") == "Unschedulable")
+    return False
 
 
 def is_semver(text: str) -> bool:
@@ -116,6 +157,11 @@ def allocation_results(claim: Mapping[str, Any]) -> list[Obj]:
     """``status.allocation.devices.results`` of a claim ([] when unallocated)."""
     alloc = (claim.get("status") or {}).get("allocation") or {}
     return list((alloc.get("devices") or {}).get("results") or [])
+
+
+def allocated_devices(claim: Mapping[str, Any]) -> list[str]:
+    """Device names in a claim's allocation ([] when unallocated)."""
+    return [str(r.get("device")) for r in allocation_results(claim)]
 
 
 def reserved_uids(claim: Mapping[str, Any]) -> set[str]:

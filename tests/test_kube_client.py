@@ -1,4 +1,4 @@
-"""Cluster handle without a server: kubeconfig/context handling, and the real kubectl/helm it runs.
+"""ClusterClient handle without a server: kubeconfig/context handling, and the real kubectl/helm it runs.
 
 kubectl and helm are run for real (from the dra-lab tools cache) on commands that need no API server, to
 prove they see our kubeconfig/context and private helm homes rather than the user's.
@@ -15,8 +15,8 @@ import yaml
 
 from checks.cli import main
 from checks.errors import UsageError
-from checks.kube.cluster import Cluster, ClusterTarget, ToolFailed
-from checks.kube.tools import ToolLookup, find_tools, install_tools
+from checks.kube.binaries import ToolLookup, find_tools, install_tools
+from checks.kube.client import ClusterClient, ClusterTarget, ToolFailed
 
 SECRET = "s3cr3t-token-never-printed"
 
@@ -45,9 +45,9 @@ def kubeconfig(tmp_path: Path) -> Path:
 
 def test_missing_kubeconfig_and_unknown_context_are_usage_errors(tmp_path: Path, kubeconfig: Path) -> None:
     with pytest.raises(UsageError, match="kubeconfig file not found"):
-        Cluster(ClusterTarget(tmp_path / "nope"))
+        ClusterClient(ClusterTarget(tmp_path / "nope"))
     with pytest.raises(UsageError) as info:
-        Cluster(ClusterTarget(kubeconfig, "gamma"))
+        ClusterClient(ClusterTarget(kubeconfig, "gamma"))
     assert "alpha, beta" in info.value.one_line() and SECRET not in info.value.one_line()
 
 
@@ -55,7 +55,7 @@ def test_each_cluster_has_its_own_configuration(kubeconfig: Path) -> None:
     from kubernetes import client as k8s
 
     default_host = k8s.Configuration.get_default_copy().host
-    with Cluster(ClusterTarget(kubeconfig, "alpha")) as a, Cluster(ClusterTarget(kubeconfig, "beta")) as b:
+    with ClusterClient(ClusterTarget(kubeconfig, "alpha")) as a, ClusterClient(ClusterTarget(kubeconfig, "beta")) as b:
         assert a.api_client.configuration.host == "https://127.0.0.1:1"
         assert b.api_client.configuration.host == "https://127.0.0.1:2"
         assert a.api_client.configuration is not b.api_client.configuration
@@ -69,7 +69,7 @@ def test_kubectl_uses_our_kubeconfig_and_context(kubeconfig: Path, tools_env: di
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "someone-elses"))
     tools = find_tools(ToolLookup(env=tools_env))
-    with Cluster(ClusterTarget(kubeconfig, "beta"), tools=tools, run_dir=tmp_path / "run") as c:
+    with ClusterClient(ClusterTarget(kubeconfig, "beta"), tools=tools, run_dir=tmp_path / "run") as c:
         minified = c.kubectl("config", "view", "--minify", "-o", "jsonpath={.contexts[0].name} {..namespace}")
         assert minified.stdout.strip() == "beta ns-b"
         with pytest.raises(ToolFailed) as info:
@@ -82,7 +82,7 @@ def test_kubectl_uses_our_kubeconfig_and_context(kubeconfig: Path, tools_env: di
 def test_helm_gets_private_homes(kubeconfig: Path, tools_env: dict[str, str], tmp_path: Path) -> None:
     tools = find_tools(ToolLookup(env=tools_env))
     run = tmp_path / "run"
-    with Cluster(ClusterTarget(kubeconfig), tools=tools, run_dir=run) as c:
+    with ClusterClient(ClusterTarget(kubeconfig), tools=tools, run_dir=run) as c:
         env = dict(line.split("=", 1) for line in c.helm("env").stdout.splitlines() if "=" in line)
     for var in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         assert env[var].strip('"').startswith(str(run)), var
@@ -90,7 +90,7 @@ def test_helm_gets_private_homes(kubeconfig: Path, tools_env: dict[str, str], tm
 
 
 def test_owned_run_dir_is_removed_on_close(kubeconfig: Path) -> None:
-    c = Cluster(ClusterTarget(kubeconfig))
+    c = ClusterClient(ClusterTarget(kubeconfig))
     run_dir = c.run_dir
     assert run_dir.is_dir()
     c.close()
@@ -126,7 +126,7 @@ def test_cli_clean_guards(kubeconfig: Path) -> None:
 def test_every_registered_kind_resolves_to_client_methods(kubeconfig: Path) -> None:
     from checks.kube.kinds import KINDS
 
-    with Cluster(ClusterTarget(kubeconfig)) as c:
+    with ClusterClient(ClusterTarget(kubeconfig)) as c:
         for k in KINDS.values():
             api = getattr(c, k.api)
             names = ([f"list_namespaced_{k.singular}", f"list_{k.singular}_for_all_namespaces",

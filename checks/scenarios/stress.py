@@ -8,19 +8,18 @@ gone. Latencies: created→scheduled, scheduled→running, running→ready and c
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from checks.kube import objects as O
 from checks.kube import wait as W
-from checks.lab.clusterops import Workspace, delete_and_wait
-from checks.suite import manifests as M
-from checks.suite.context import smi_uuids
+from checks.scenarios import manifests as M
+from checks.scenarios.readers import smi_uuids
+from checks.scenarios.workspace import Workspace
+
+Obj = dict[str, Any]
 
 PHASES: tuple[tuple[str, str, str], ...] = (
     ("created_to_scheduled", "created", "scheduled"),
@@ -58,28 +57,51 @@ def _secs(a: datetime | None, b: datetime | None) -> float | None:
     return None if a is None or b is None else (b - a).total_seconds()
 
 
+@dataclass
+class SharedClaimIteration:
+    """One iteration of the shared-claim scenario, once every pod is Ready."""
+
+    claim: Obj
+    """The ResourceClaim as read after the pods were Ready (allocation, ``reservedFor``)."""
+    pods: list[Obj]
+    """The Ready pods, by name."""
+    samples: list[W.PodTimelineSample]
+    """One watch-timed sample per pod of this iteration (matched by uid)."""
+
+
+def shared_claim_iteration(ws: Workspace, *, claim: str, pods: Sequence[str], labels: dict[str, str],
+                           selector: str, timeout_s: float, grace_s: int = 1,
+                           restart_policy: str | None = None) -> SharedClaimIteration:
+    """Create one claim and ``pods`` pods referencing it, timed from watch events; wait until all are Ready.
+
+    The recorder watches before anything is created, so every milestone is a watch event's time.
+    """
+    spec = M.claim_spec([M.request("gpu", M.GPU_CLASS)])
+    with W.record_pods(ws.cluster, ws.namespace, selector) as timeline:
+        ws.apply(M.claim(claim, labels, spec))
+        ws.apply(*[M.pod(n, labels, [M.container(claims=["gpu"])], claims={"gpu": ("claim", claim)},
+                         restart_policy=restart_policy, grace_s=grace_s) for n in pods])
+        ready = W.wait_pods_ready(ws.cluster, ws.namespace, selector, count=len(pods),
+                                  timeout=ws.timeout(timeout_s))
+    uids = {p["metadata"]["uid"] for p in ready}
+    samples = [s for s in timeline.samples() if s.uid in uids]
+    return SharedClaimIteration(ws.get("resourceclaims", claim), ready, samples)
+
+
 def run_stress(ws: Workspace, *, pods: int, iterations: int, timeout_s: float) -> StressRun:
     """Run the iterations; every pod timed, every pod's UUID read from its log."""
     out = StressRun(iterations=iterations, pods=pods)
-    spec = M.claim_spec([M.request("gpu", M.GPU_CLASS)])
     t_first: datetime | None = None
     for it in range(1, iterations + 1):
         labels = {**ws.labels, "dra-lab.io/iteration": str(it)}
         claim = f"shared-{it}"
-        ws.add(M.claim(claim, labels, spec))
         names = [f"stress-{it}-{i:03d}" for i in range(pods)]
-        selector = f"dra-lab.io/iteration={it}"
-        # Watch first, then create: every milestone is the time a watch event showed it (ms resolution).
-        with W.record_pods(ws.cluster, ws.namespace, selector) as timeline:
-            for n in names:
-                ws.add(M.pod(n, labels, [M.container(claims=["gpu"])], claims={"gpu": ("claim", claim)},
-                             grace_s=1))
-            W.wait_pods_ready(ws.cluster, ws.namespace, selector, count=pods, timeout=timeout_s)
+        done = shared_claim_iteration(ws, claim=claim, pods=names, labels=labels,
+                                      selector=f"dra-lab.io/iteration={it}", timeout_s=timeout_s)
         seen: set[str] = set()
-        for s in timeline.samples():
-            # Ready can precede the first output line: follow the log until nvidia-smi's line is there.
-            log = O.log_until(ws.cluster, ws.namespace, s.name, None, lambda t: "\n" in t, timeout=timeout_s)
-            uuids = smi_uuids(log)
+        for s in done.samples:
+            # Ready can precede the first output line: the log is followed until nvidia-smi's line is there.
+            uuids = smi_uuids(ws.logs(s.name, timeout=timeout_s))
             seen.update(uuids)
             if len(uuids) != 1:
                 out.uuid_problems.append(f"iteration {it}: pod {s.name} saw {len(uuids)} UUIDs")
@@ -93,8 +115,8 @@ def run_stress(ws: Workspace, *, pods: int, iterations: int, timeout_s: float) -
             out.rows.append(row)
         if len(seen) != 1:
             out.uuid_problems.append(f"iteration {it}: {len(seen)} distinct UUIDs across {pods} pods")
-        delete_and_wait(ws.cluster, ws.namespace, "pods", names, timeout_s=timeout_s)
-        delete_and_wait(ws.cluster, ws.namespace, "resourceclaims", [claim], timeout_s=timeout_s)
+        ws.delete_all("pods", names, timeout=timeout_s)
+        ws.delete_all("resourceclaims", [claim], timeout=timeout_s)
     return out
 
 
@@ -108,20 +130,4 @@ def stats(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | int | N
     return table
 
 
-def earlier_runs(run_dir: Path) -> list[dict[str, Any]]:
-    """results.json of earlier stress runs of the same instance (siblings of ``run_dir``), oldest first."""
-    found = []
-    for path in sorted(run_dir.parent.glob("*/results.json")):
-        if path.parent.resolve() == run_dir.resolve():
-            continue
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("latency"), dict):
-            data.setdefault("run_id", path.parent.name)
-            found.append(data)
-    return found
-
-
-__all__ = ["PHASES", "StressRun", "earlier_runs", "percentile", "run_stress", "stats"]
+__all__ = ["PHASES", "SharedClaimIteration", "StressRun", "percentile", "run_stress", "shared_claim_iteration", "stats"]

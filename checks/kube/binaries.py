@@ -66,7 +66,7 @@ class ToolChoice:
 
 @dataclass(frozen=True)
 class Tools:
-    """The kubectl and helm a :class:`checks.kube.cluster.Cluster` runs."""
+    """The kubectl and helm a :class:`checks.kube.client.ClusterClient` runs."""
 
     kubectl: ToolChoice
     """The kubectl binary."""
