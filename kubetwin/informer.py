@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from kubetwin.api.core import Api
 from kubetwin.api.errors import ApiError
 from kubetwin.api.resources import ResourceType
 
+log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Handler = Callable[[str, Obj, Obj | None], None]
 """``handler(event_type, obj, old)`` with event_type ADDED | MODIFIED | DELETED (old is the cached previous)."""
@@ -81,9 +83,7 @@ class Informer:
             try:
                 h(etype, obj, old)
             except Exception:
-                import logging
-
-                logging.getLogger(__name__).exception("%s handler failed", self._name)
+                log.exception("%s handler failed", self._name)
 
     def _relist(self) -> str:
         items, rv = self.api.list(self.rt, self._namespace, label_selector=self._label_selector,

@@ -7,12 +7,14 @@ coalesced events harmless (the next pass sees the result) and keeps per-event wo
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 
 from kubetwin.api.core import Api, Watch, WatchEvent
 from kubetwin.api.resources import ResourceType
 
+log = logging.getLogger(__name__)
 Relevant = Callable[[ResourceType, WatchEvent], bool]
 
 
@@ -78,6 +80,7 @@ class PassLoop:
             try:
                 self.run_pass()
             except Exception:
+                log.exception("%s: pass failed; retrying in %.1f s", self.name, self.error_delay_s)
                 self._dirty.set()
                 self.stopping.wait(self.error_delay_s)
 

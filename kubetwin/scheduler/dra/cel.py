@@ -551,8 +551,8 @@ def compile_selector(expression: str) -> SelectorProgram:
             ast = _ENV.compile(expression)
             hit = SelectorProgram(expression, _ENV.program(ast, functions=_FUNCTIONS))
         except CELParseError as e:
-            line = getattr(e, "line", None) or 1
-            col = getattr(e, "column", None) or 1
+            line = e.line or 1
+            col = e.column or 1
             first = str(e).splitlines()[0] if str(e) else "syntax error"
             hit = CelCompileError(f"compilation failed: ERROR: <input>:{line}:{col}: Syntax error: {first}")
         with _CACHE_LOCK:
