@@ -101,7 +101,6 @@ def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, Clu
         "architecture": {"string": "Hopper"}, "brand": {"string": "Nvidia"},
         "cudaComputeCapability": {"version": "9.0.0"}, "cudaDriverVersion": {"version": "13.0.0"},
         "driverVersion": {"version": "580.159.4"}, "productName": {"string": "NVIDIA H100 80GB HBM3"},
-        "resource.kubernetes.io/numaNode": {"int": 0},
         "resource.kubernetes.io/pciBusID": {"string": gpu.pci_bus_id},
         "resource.kubernetes.io/pcieRoot": {"string": gpu.pcie_root},
         "addressingMode": {"string": "HMM"},

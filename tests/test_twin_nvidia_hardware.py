@@ -17,7 +17,17 @@ def test_h100_twin_matches_observed_hardware() -> None:
     assert dev["attributes"]["driverVersion"] == {"version": "580.159.4"}
     assert dev["attributes"]["cudaDriverVersion"] == {"version": "13.0.0"}
     assert dev["capacity"]["memory"] == {"value": "81559Mi"}
-    # With a NUMA node the bats 11-key set gains numaNode, exactly as on a NUMA-attached host.
+    # A cloud VM's sysfs gives the GPU no NUMA node (-1): exactly the upstream 11-key set, no numaNode.
+    assert g.numa_node == -1
+    assert set(dev["attributes"]) == names.ATTR_KEYS_GPU
+
+
+def test_numa_node_is_a_per_instance_fact() -> None:
+    inst = load_instance("gpu_1x_h100_sxm5")
+    numa = inst.model_copy(update={"host": inst.host.model_copy(update={"gpu_numa_node": 0})})
+    (g,) = virtual_gpus(numa)
+    (dev,) = publish("node-a", [g]).devices()
+    assert dev["attributes"][names.NUMA_NODE_ATTR] == {"int": 0}
     assert set(dev["attributes"]) == names.ATTR_KEYS_GPU | {names.NUMA_NODE_ATTR}
 
 

@@ -116,6 +116,11 @@ class Host(_Strict):
     """RAM, GiB."""
     storage: str
     """Local SSD as Lambda lists it, e.g. ``5.8 TiB``."""
+    gpu_numa_node: int = Field(default=-1, ge=-1)
+    """NUMA node the VM's sysfs reports for every GPU's PCI function (``/sys/bus/pci/devices/<bdf>/numa_node``);
+    -1 = none. The driver publishes ``resource.kubernetes.io/numaNode`` only for a node >= 0 (reference §4.3,
+    ``discoverNumaNode``). Default -1: a cloud H200 VM reads -1 there (notes/device-h200.md; ``nvidia-smi topo``'s
+    "NUMA Affinity 0" is derived from CPU affinity, not sysfs), and Lambda's types are such VMs."""
 
 
 class Ci(_Strict):

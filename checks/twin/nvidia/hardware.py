@@ -2,9 +2,10 @@
 
 Numbers that NVML would report come from the catalog (model, count, memory) and the MIG oracle (geometry);
 driver/CUDA versions from the real H100 capture ``shared/reference/observed/h100x1-probe.txt`` (driver
-580.159.04, CUDA 13000 → ``13.0``, PCI ``00000000:00:06.0``, NUMA 0). UUIDs are deterministic per instance
+580.159.04, CUDA 13000 → ``13.0``, PCI ``00000000:00:06.0``); the GPUs' sysfs NUMA node from the params
+(``host.gpu_numa_node``, -1 on cloud VMs: no ``numaNode`` attribute). UUIDs are deterministic per instance
 type and GPU index (uuid5), so the same twin always shows the same ``GPU-…`` lines and checks can compare
-runs. Things the catalog does not know (PCI layout beyond one GPU, NUMA split, addressing mode) are
+runs. Things the catalog does not know (PCI layout beyond one GPU, addressing mode) are
 plausible choices, listed in the twin's fidelity notes.
 """
 
@@ -80,7 +81,7 @@ def virtual_gpus(
                 cuda_driver_version=CUDA_DRIVER_VERSION,
                 pci_bus_id=f"0000:00:{0x06 + i:02x}.0",
                 pcie_root="pci0000:00",
-                numa_node=0 if g.count < 8 or i < g.count // 2 else 1,
+                numa_node=instance.host.gpu_numa_node,
                 memory_bytes=g.memory_mib * 2**20,
                 addressing_mode="ATS" if arm else "HMM",
                 mig=geo,
