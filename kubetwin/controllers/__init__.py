@@ -1,0 +1,1 @@
+"""Controllers of kube-controller-manager the twin runs (namespaces, garbage collection, workloads, resourceclaims)."""

@@ -1,0 +1,1 @@
+"""The twin's kube-scheduler (:mod:`.scheduler`) and its DynamicResources pieces; ``dra/`` is the allocator."""
