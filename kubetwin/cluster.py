@@ -14,16 +14,17 @@ import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from kubetwin import controlplane
 from kubetwin.api.core import Api
 from kubetwin.api.errors import ApiError
 from kubetwin.api.exec import ExecTarget
 from kubetwin.api.resources import core
-from kubetwin.api.server import ApiServer
+from kubetwin.api.server import ApiServer, KubeVersion
 from kubetwin.api.webhooks import ServiceResolver, WebhookAdmission, no_endpoints
 from kubetwin.controllers.base import SharedInformers
 from kubetwin.controllers.daemonsets import DaemonSetController
@@ -34,7 +35,8 @@ from kubetwin.controllers.replicasets import DeploymentController, ReplicaSetCon
 from kubetwin.controllers.resourceclaim import ResourceClaimController
 from kubetwin.kubelet.kubelet import Kubelet, KubeletConfig
 from kubetwin.nodes import NodeAgent, NodeSpec, node_object
-from kubetwin.scheduler.scheduler import Scheduler
+from kubetwin.scheduler.dra.state import Features
+from kubetwin.scheduler.scheduler import Scheduler, SchedulerSettings
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -62,6 +64,26 @@ class ClusterOptions:
     """HTTPS port on 127.0.0.1 (0: any free port)."""
     service_resolver: ServiceResolver = no_endpoints
     """How admission webhooks reach a Service's Ready pod (default: no endpoints, like a cluster without one)."""
+    control_plane_pods: bool = True
+    """Publish kube-apiserver, kube-scheduler, kube-controller-manager and etcd mirror pods on the first node
+    (:mod:`kubetwin.controlplane`), as a kubeadm cluster shows them."""
+
+
+_DRA_GATES: dict[str, str] = {
+    "prioritized_list": "DRAPrioritizedList",
+    "admin_access": "DRAAdminAccess",
+    "partitionable_devices": "DRAPartitionableDevices",
+    "device_taints": "DRADeviceTaints",
+    "consumable_capacity": "DRAConsumableCapacity",
+    "binding_conditions": "DRADeviceBindingConditions",
+    "extended_resource": "DRAExtendedResource",
+}
+"""Scheduler :class:`Features` field → the Kubernetes feature gate it stands for."""
+
+
+def feature_gates(features: Features) -> dict[str, bool]:
+    """The DRA feature gates as the twin's scheduler honours them (rendered into the control-plane pods)."""
+    return {gate: bool(getattr(features, name)) for name, gate in _DRA_GATES.items()}
 
 
 class _Logs:
@@ -95,6 +117,29 @@ class _Exec:
         return ExecTarget(env=dict(spec.env), work_dir=spec.work_dir, emulated=spec.program is not None)
 
 
+class _Endpoints:
+    """The ``pods/proxy`` endpoint source: the kubelet of the pod's node says where a container port is served
+    (``Kubelet.endpoint``, the runtime seam); until a kubelet has it, :attr:`Cluster.endpoint_fallback`."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+
+    def endpoint(self, namespace: str, pod: str, port: int) -> tuple[str, int] | None:
+        k = self._cluster.kubelet_of(namespace, pod)
+        if k is None:
+            return None
+        seam = getattr(k, "endpoint", None)
+        if seam is not None:
+            found: tuple[str, int] | None = seam(namespace, pod, port)
+            return found
+        return self._cluster.endpoint_fallback(namespace, pod, port)
+
+
+def _host_loopback(namespace: str, pod: str, port: int) -> tuple[str, int] | None:
+    """Containers run as host processes: a server in any pod listens on the host's loopback."""
+    return ("127.0.0.1", port)
+
+
 class Cluster:
     """An embedded Kubernetes cluster (context manager). Nodes are added after :meth:`start`."""
 
@@ -112,6 +157,10 @@ class Cluster:
         self._agents: list[NodeAgent] = []
         self._started = False
         self._lock = threading.Lock()
+        self.scheduler_settings = SchedulerSettings()
+        """The scheduler's settings (its DRA feature gates are what the control-plane pods show)."""
+        self.endpoint_fallback: Callable[[str, str, int], tuple[str, int] | None] = _host_loopback
+        """Where a pod serves a port when its kubelet cannot say (embedders add their emulated servers)."""
 
     # -- accessors -----------------------------------------------------------------------------------
     @property
@@ -165,7 +214,7 @@ class Cluster:
                 api.create(core("namespaces"), None, {"metadata": {"name": ns}})
         if opts.server:
             self.server = ApiServer(api, port=opts.port, kube_version=opts.kube_version, log_source=_Logs(self),
-                                    exec_source=_Exec(self))
+                                    exec_source=_Exec(self), endpoint_source=_Endpoints(self))
             self.server.start()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.server.write_kubeconfig(self.kubeconfig)
@@ -177,7 +226,7 @@ class Cluster:
         for c in self.controllers:
             c.start()
         WebhookAdmission(api, opts.service_resolver).install()
-        extras: list[_Component] = [Scheduler(api)] if opts.scheduler else []
+        extras: list[_Component] = [Scheduler(api, self.scheduler_settings)] if opts.scheduler else []
         extras.append(ResourceClaimController(api))
         for extra in extras:
             extra.start()
@@ -199,7 +248,18 @@ class Cluster:
                           pod_cidr_prefix=prefix, api_client_factory=factory)
         kubelet.start()
         self.kubelets[spec.name] = kubelet
+        if self.options.control_plane_pods and len(self.kubelets) == 1:
+            self._publish_control_plane(spec.name)
         return kubelet
+
+    def _publish_control_plane(self, node_name: str) -> None:
+        """Mirror pods of the in-process control plane on ``node_name`` (:mod:`kubetwin.controlplane`)."""
+        version = self.server.version if self.server is not None else KubeVersion.parse(self.kube_version)
+        port = self.server.port if self.server is not None else 6443
+        served = sorted({rt.api_version for rt in self.api.registry.all() if rt.group == "resource.k8s.io"})
+        controlplane.publish(self.api, self.api.get(core("nodes"), None, node_name),
+                             git_version=version.git_version, api_port=port,
+                             feature_gates=feature_gates(self.scheduler_settings.features), runtime_config=served)
 
     def stop(self) -> None:
         """Stop everything: kubelets (killing containers), controllers, node agents, server, watches."""

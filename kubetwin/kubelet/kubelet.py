@@ -34,6 +34,7 @@ from typing import Any
 from kubetwin.api.core import Api, parse_time, rfc3339
 from kubetwin.api.errors import ApiError
 from kubetwin.api.resources import core
+from kubetwin.controlplane import MIRROR_ANNOTATION
 from kubetwin.informer import Informer, WorkQueue
 from kubetwin.kubelet import images
 from kubetwin.kubelet.dra import PREPARE_PENDING, DraManager
@@ -117,6 +118,8 @@ class Kubelet:
     def _on_pod(self, etype: str, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
         uid = str(obj["metadata"].get("uid", ""))
         m = obj["metadata"]
+        if MIRROR_ANNOTATION in (m.get("annotations") or {}):
+            return  # a mirror pod: the kubelet runs the static pod it mirrors, never the API object
         with self._lock:
             self._uid_key[uid] = (str(m.get("namespace", "")), str(m["name"]))
         self._queue.add(uid)
