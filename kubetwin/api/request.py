@@ -132,6 +132,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     """``Warning`` headers of the current response (set per request by the router)."""
     _streaming: bool
     """True while a chunked stream is counted in the server's open streams."""
+    _query: str
+    """The raw query string of the current request (proxies forward it unchanged)."""
 
     # ------------------------------------------------------------------------------------------------
     def setup(self) -> None:

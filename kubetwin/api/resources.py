@@ -107,7 +107,7 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("", "v1", "Node", "nodes", False, subresources=_STATUS, short_names=("no",),
         field_selectors={"spec.unschedulable": _path("spec", "unschedulable")}),
     _rt("", "v1", "Pod", "pods", True,
-        subresources=frozenset({"status", "log", "binding", "eviction", "exec", "ephemeralcontainers"}),
+        subresources=frozenset({"status", "log", "binding", "eviction", "exec", "ephemeralcontainers", "proxy"}),
         short_names=("po",), categories=("all",),
         field_selectors={
             "spec.nodeName": _path("spec", "nodeName"),
@@ -136,7 +136,8 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("", "v1", "ConfigMap", "configmaps", True, short_names=("cm",), status_resets_spec=False),
     _rt("", "v1", "Secret", "secrets", True, status_resets_spec=False,
         field_selectors={"type": _path("type")}),
-    _rt("", "v1", "Service", "services", True, subresources=_STATUS, short_names=("svc",), categories=("all",)),
+    _rt("", "v1", "Service", "services", True, subresources=frozenset({"status", "proxy"}), short_names=("svc",),
+        categories=("all",)),
     _rt("", "v1", "Endpoints", "endpoints", True, short_names=("ep",), status_resets_spec=False),
     _rt("", "v1", "ServiceAccount", "serviceaccounts", True, short_names=("sa",), status_resets_spec=False),
     _rt("apps", "v1", "Deployment", "deployments", True, subresources=frozenset({"status", "scale"}),

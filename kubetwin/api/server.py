@@ -25,15 +25,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import yaml
 
-from kubetwin.api import discovery, openapi
+from kubetwin.api import discovery, openapi, proxy
 from kubetwin.api import errors as E
 from kubetwin.api.core import Api, rfc3339
 from kubetwin.api.errors import ApiError
 from kubetwin.api.exec import ExecTarget
+from kubetwin.api.proxy import EndpointSource
 from kubetwin.api.request import NOT_FOUND, ClientGone, qbool, unknown_fields
 from kubetwin.api.resources import ResourceType
 from kubetwin.api.subresources import SUBRESOURCES
@@ -146,7 +147,8 @@ class ApiServer:
 
     def __init__(self, api: Api, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
                  kube_version: str = "1.36", log_source: LogSource | None = None, crd_controller: bool = True,
-                 exec_source: ExecSource | None = None, bookmark_interval: float = 10.0,
+                 exec_source: ExecSource | None = None, endpoint_source: EndpointSource | None = None,
+                 bookmark_interval: float = 10.0,
                  max_watch_seconds: float = 1800.0) -> None:
         try:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -161,6 +163,8 @@ class ApiServer:
         self.version = KubeVersion.parse(kube_version)
         self.log_source = log_source
         self.exec_source = exec_source
+        self.endpoint_source = endpoint_source
+        """Where ``pods/proxy`` and ``services/proxy`` connect (None: every proxy answers 503)."""
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
         self._cert: ServingCert = make_serving_cert()
@@ -309,8 +313,11 @@ class _Handler(Verbs):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             body = self.rfile.read(length)
+        elif "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = self._read_chunked()  # kubectl create --raw -f - streams its body
         parts = urlsplit(self.path)
         path = parts.path
+        self._query = parts.query
         q = parse_qs(parts.query, keep_blank_values=True)
         try:
             if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
@@ -328,6 +335,18 @@ class _Handler(Verbs):
         except Exception as exc:  # pragma: no cover - a twin bug; answer like the apiserver's panic handler
             log.exception("twin apiserver: %s %s failed", method, path)
             self._send_status(ApiError(500, "InternalError", f"Internal error occurred: {exc}"))
+
+    def _read_chunked(self) -> bytes:
+        """A ``Transfer-Encoding: chunked`` request body (size lines in hex, then the trailer)."""
+        out = bytearray()
+        while True:
+            size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return bytes(out)
+            out += self.rfile.read(size)
+            self.rfile.readline()
 
     def _route(self, method: str, path: str, q: dict[str, list[str]], body: bytes) -> None:
         segs = [unquote(s) for s in path.strip("/").split("/") if s]
@@ -371,6 +390,13 @@ class _Handler(Verbs):
             if rl is None:
                 raise NOT_FOUND
             self._send_json(200, rl)
+            return
+        if group == "" and len(rest) >= 5 and rest[0] == "namespaces" and rest[2] in ("pods", "services") \
+                and rest[4] == "proxy":
+            raw = path.split("/")  # ['', 'api', 'v1', 'namespaces', ns, kind, name, 'proxy', ...] kept encoded
+            # Decoded, then re-escaped, as Go's url.URL does: a client's %2F reaches the backend as "/".
+            suffix = quote(unquote("/" + "/".join(raw[8:])), safe="/:@!$&'()*+,;=~")
+            proxy.serve(self, method, rest[1], rest[2], rest[3], suffix, self._query, body)
             return
         watch_path = False
         if rest[0] == "watch":  # deprecated /watch/ prefix paths still used by some clients
@@ -458,4 +484,4 @@ class _Handler(Verbs):
         handler(self, rt, ns, name, q, body)
 
 
-__all__ = ["ApiServer", "ExecSource", "KubeVersion", "LogSource", "rfc3339", "unknown_fields"]
+__all__ = ["ApiServer", "EndpointSource", "ExecSource", "KubeVersion", "LogSource", "rfc3339", "unknown_fields"]
