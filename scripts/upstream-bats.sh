@@ -33,6 +33,8 @@ usage: scripts/upstream-bats.sh [options] [BATS_FILE ...]
   --kube-version V    Kubernetes minor the twin reports (default 1.36)
   --all-basics        also run test_basics' "GPU Operator installed" (not portable: Lambda VMs and twins
                       have no GPU Operator); left out by default
+  --filter-tags TAGS  bats --filter-tags (e.g. '!version-specific'); on a twin with fewer than 2 GPUs
+                      '!multi-gpu' is added, as upstream Lambda CI does
   -h, --help          this text
 
 BATS_FILE defaults to the GPU files of issue 11, in the upstream Makefile's order:
@@ -55,6 +57,7 @@ node_modules=${BATS_NODE_MODULES:-/work/upstream/node_modules}
 out=""
 kube_version=1.36
 all_basics=false
+filter_tags=""
 files=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -64,6 +67,7 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift 2 ;;
     --kube-version) kube_version=$2; shift 2 ;;
     --all-basics) all_basics=true; shift ;;
+    --filter-tags) filter_tags=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) files+=("$1"); shift ;;
@@ -170,7 +174,12 @@ export TEST_GPU_STRESS_DELAY=${TEST_GPU_STRESS_DELAY:-1}
 export NVMM_PATH="$upstream/tests/bats/lib/lambda"                # Lambda CI's no-op nvmm
 filter=()
 $all_basics || filter=(--negative-filter '^basics: GPU Operator installed$')
-echo "bats: ${paths[*]} (upstream $upstream, chart $TEST_CHART_VERSION, twin $instance)"
+# Upstream Lambda CI's own rule (hack/ci/lambda/e2e-test.sh): hosts with fewer than 2 GPUs skip `multi-gpu` tests.
+gpus=$("$out/bin/kubectl" get nodes -o jsonpath='{.items[0].metadata.labels.nvidia\.com/gpu\.count}')
+tags=$filter_tags
+if [[ "${gpus:-0}" -lt 2 ]]; then tags=${tags:+$tags,}'!multi-gpu'; fi
+[[ -z "$tags" ]] || filter+=(--filter-tags "$tags")
+echo "bats: ${paths[*]} (upstream $upstream, chart $TEST_CHART_VERSION, twin $instance, filters: ${filter[*]})"
 rc=0
 (cd "$upstream" && "$bats_bin" --print-output-on-failure --timing "${filter[@]}" \
    --report-formatter junit --output "$out" "${paths[@]}") > "$out/bats.tap" 2>&1 || rc=$?
