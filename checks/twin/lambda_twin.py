@@ -20,6 +20,7 @@ from checks.twin.nvidia import binaries
 from checks.twin.nvidia.binaries.metrics import endpoint as metrics_endpoint
 from checks.twin.nvidia.binaries.webhook import resolve_service
 from checks.twin.nvidia.binaries.webhook import serving as webhook_serving
+from checks.twin.nvidia.fabric import instance_fabric, set_node_fabric
 from checks.twin.nvidia.hardware import virtual_gpus
 from checks.twin.options import TwinOptions
 from kubetwin.api.resources import core
@@ -97,6 +98,7 @@ class Twin(Cluster):
         # The driver's binaries must know the node's GPUs before the kubelet can start a plugin container.
         binaries.register()
         binaries.set_node_gpus(spec.name, virtual_gpus(self.instance, mig_enabled=self.twin_options.mig_enabled))
+        set_node_fabric(spec.name, instance_fabric(self.instance, imex=self.twin_options.imex))
         self.add_node(spec)
 
 

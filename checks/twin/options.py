@@ -31,6 +31,9 @@ class TwinOptions:
     """Serve HTTPS (off for in-process-only tests; then there is no kubeconfig)."""
     lease_interval_s: float = 10.0
     """Node Lease renewal period."""
+    imex: bool | None = None
+    """Whether the node's GPUs are in an NVLink clique with IMEX channels (None: the instance's default — the
+    compute-domain types, see :mod:`checks.twin.nvidia.fabric`)."""
 
 
 __all__ = ["TwinOptions"]

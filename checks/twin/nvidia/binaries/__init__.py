@@ -5,9 +5,10 @@ emulated GPU plugin which virtual GPUs a node has (the twin sets it from :func:`
 Every binary parses ``FEATURE_GATES`` and refuses forbidden combinations exactly as the real ones
 (reference §3.3): ``Error: feature gate validation failed: …`` on stderr, exit 1 → CrashLoopBackOff.
 
-Phase-2 status: gpu-kubelet-plugin publishes and prepares; compute-domain-kubelet-plugin,
-compute-domain-controller and webhook start, validate gates, log the startup block and idle until stopped
-(no Lease, no webhook server yet — see the fidelity notes).
+gpu-kubelet-plugin publishes and prepares; compute-domain-kubelet-plugin publishes channel/daemon devices and
+prepares them (:mod:`.cd_plugin`); compute-domain-controller elects a leader and, while leading, reconciles
+ComputeDomains (:mod:`.cd_controller`); compute-domain-daemon joins its domain (:mod:`.cd_daemon`); the webhook
+serves admission reviews.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, cast
 from checks.driver import gates as gate_table
 from checks.driver import logs, names
 from checks.driver.slices import GpuFacts
-from checks.twin.nvidia import smi
+from checks.twin.nvidia import channels, smi
 from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin, now, slice_bodies
 from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 from checks.twin.nvidia.binaries.mps import CONTROL_BINARY, MpsDaemons, run_mps_control
@@ -197,19 +198,54 @@ def _idle(component: str) -> EmulatedProgram:
 
 
 def run_controller(ctx: ContainerContext) -> int:
-    """``compute-domain-controller``: gates, startup block, then leader election through a Lease (§8)."""
+    """``compute-domain-controller``: gates, startup block, leader election through a Lease (§8); while leading,
+    ComputeDomain reconciliation (:mod:`.cd_controller`)."""
+    from checks.twin.nvidia.binaries.cd_controller import run_reconciler
     from checks.twin.nvidia.binaries.controller import ElectionConfig, run_election
 
     started = _start(ctx, names.BIN_CONTROLLER)
     if isinstance(started, int):
         return started
-    _, verbosity = started
+    gates, verbosity = started
     try:
         cfg = ElectionConfig.from_env(ctx.env)
     except ValueError as exc:
         ctx.stderr.write(f"Error: {exc}\n")
         return 1
-    return run_election(ctx, cfg, lambda lines: _write(ctx, lines, verbosity))
+    write = lambda lines: _write(ctx, lines, verbosity)  # noqa: E731
+    leading = threading.Event()
+    worker = threading.Thread(target=run_reconciler, args=(ctx, gates, write, leading), daemon=True,
+                              name=f"cd-reconciler-{ctx.pod_name}")
+    worker.start()
+    try:
+        return run_election(ctx, cfg, write, leading=leading)
+    finally:
+        leading.clear()
+        worker.join(timeout=5)
+
+
+def _run_cd_plugin(ctx: ContainerContext) -> int:
+    """``compute-domain-kubelet-plugin`` (:mod:`.cd_plugin`)."""
+    from checks.twin.nvidia.binaries.cd_plugin import run_cd_plugin
+
+    started = _start(ctx, names.BIN_CD_PLUGIN)
+    if isinstance(started, int):
+        return started
+    gates, verbosity = started
+    return run_cd_plugin(ctx, gates, verbosity, lambda lines: _write(ctx, lines, verbosity))
+
+
+def _run_cd_daemon(ctx: ContainerContext) -> int:
+    """``compute-domain-daemon run|check`` (:mod:`.cd_daemon`); ``check`` logs nothing (probes stay quiet)."""
+    from checks.twin.nvidia.binaries.cd_daemon import run_daemon
+
+    if "run" not in ctx.argv:
+        return 0
+    started = _start(ctx, names.BIN_CD_DAEMON)
+    if isinstance(started, int):
+        return started
+    gates, verbosity = started
+    return run_daemon(ctx, gates, verbosity, lambda lines: _write(ctx, lines, verbosity))
 
 
 def _run_webhook(ctx: ContainerContext) -> int:
@@ -234,7 +270,8 @@ def _prestart(ctx: ContainerContext) -> int:
 
 PROGRAMS: dict[str, EmulatedProgram] = {
     names.BIN_GPU_PLUGIN: run_gpu_plugin,
-    names.BIN_CD_PLUGIN: _idle(names.BIN_CD_PLUGIN),
+    names.BIN_CD_PLUGIN: _run_cd_plugin,
+    names.BIN_CD_DAEMON: _run_cd_daemon,
     names.BIN_CONTROLLER: run_controller,
     names.BIN_WEBHOOK: lambda ctx: _run_webhook(ctx),
     "kubelet-plugin-prestart.sh": _prestart,
@@ -256,6 +293,7 @@ def register() -> None:
     """Make the twin kubelet run these programs for the driver image (any tag)."""
     register_emulated_image(names.IMAGE_REPOSITORY, resolve)
     smi.register()
+    channels.register()
 
 
 __all__ = ["PROGRAMS", "node_gpus", "register", "resolve", "run_controller", "run_gpu_plugin", "set_node_gpus"]

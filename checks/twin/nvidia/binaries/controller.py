@@ -7,8 +7,8 @@ and written with the official Python client through the twin's HTTPS API — the
 (GET, CREATE when missing, UPDATE with the observed resourceVersion so two candidates cannot both win).
 
 Expiry follows client-go: a candidate judges the holder's lease by its *own* observation time — the record
-must stay unchanged for ``leaseDuration`` since this candidate last saw it change. The ComputeDomain
-reconciliation itself is not emulated (fidelity notes); the leader just holds the Lease.
+must stay unchanged for ``leaseDuration`` since this candidate last saw it change. While a candidate leads, its
+ComputeDomain reconciliation runs (:mod:`.cd_controller`, signalled through the ``leading`` event).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -153,19 +154,25 @@ class LeaseElector:
         self._api.replace_namespaced_lease(self.cfg.name, self.cfg.namespace, cast(Any, current))
 
 
-def run_election(ctx: ContainerContext, cfg: ElectionConfig, write: Callable[[list[logs.LogLine]], None]) -> int:
-    """The controller's main after startup: lead (or wait to lead) until SIGTERM, then release and exit 0."""
+def run_election(ctx: ContainerContext, cfg: ElectionConfig, write: Callable[[list[logs.LogLine]], None], *,
+                 leading: threading.Event | None = None) -> int:
+    """The controller's main after startup: lead (or wait to lead) until SIGTERM, then release and exit 0.
+
+    ``leading`` is set while this candidate runs the controller (at once when election is disabled)."""
+    lead = leading or threading.Event()
     pod = ctx.env.get("POD_NAME") or ctx.pod_name
     identity = f"{pod}-{uuid.uuid4()}"
     write(logs.leader_election(cfg.enabled, identity, cfg.namespace, cfg.name))
     if not cfg.enabled:
+        lead.set()
         ctx.stop.wait()
+        lead.clear()
         write([logs.shutdown()])
         return 0
     client = ctx.api_client()
     try:
         elector = LeaseElector(client, cfg, identity)
-        leading = False
+        is_leader = False
         last_renew = time.monotonic()
         announced = ""
         while not ctx.stop.is_set() and not ctx.killed.is_set():
@@ -176,11 +183,13 @@ def run_election(ctx: ContainerContext, cfg: ElectionConfig, write: Callable[[li
             now = time.monotonic()
             if ok:
                 last_renew = now
-                if not leading:
-                    leading = True
+                if not is_leader:
+                    is_leader = True
+                    lead.set()
                     write(logs.became_leader(identity, cfg.namespace, cfg.name))
-            elif leading and now - last_renew > cfg.renew_deadline_s:
-                leading = False
+            elif is_leader and now - last_renew > cfg.renew_deadline_s:
+                is_leader = False
+                lead.clear()
                 write([logs.LogLine(0, f"Stopped leading, lockID: {identity}", "main.go", 215, "W")])
                 return 1  # the controller exits so Kubernetes restarts it (§8)
             if elector.leader and elector.leader != announced and elector.leader != identity:
@@ -190,7 +199,8 @@ def run_election(ctx: ContainerContext, cfg: ElectionConfig, write: Callable[[li
             ctx.stop.wait(cfg.retry_period_s)
         if ctx.killed.is_set():
             return 137
-        if leading:
+        lead.clear()
+        if is_leader:
             with contextlib.suppress(Exception):  # best effort, as client-go's ReleaseOnCancel
                 elector.release()
             write([logs.LogLine(0, "Controller exited gracefully", "main.go", 220)])
