@@ -66,6 +66,32 @@ class Kind:
         return getattr(api, f"delete_{self.singular}")(name, body=body)
 
 
+@dataclass(frozen=True)
+class CustomKind(Kind):
+    """A CRD's kind, reached through ``CustomObjectsApi`` (group/version/plural arguments instead of method names)."""
+
+    group: str = ""
+    """API group, e.g. ``resource.nvidia.com``."""
+    version: str = ""
+    """API version, e.g. ``v1beta1``."""
+
+    def list_fn(self, cluster: ClusterClient, namespace: str | None) -> ListFn:
+        api = cluster.custom
+        if namespace is None or not self.namespaced:
+            return lambda **kw: api.list_cluster_custom_object(self.group, self.version, self.plural, **kw)
+        return lambda **kw: api.list_namespaced_custom_object(self.group, self.version, namespace, self.plural,
+                                                              **kw)
+
+    def delete(self, cluster: ClusterClient, name: str, namespace: str | None, *,
+               propagation: str = "Background") -> Any:
+        api: Any = cluster.custom  # the stubs want V1DeleteOptions; the client sends a dict body as is
+        body = {"propagationPolicy": propagation}
+        if self.namespaced:
+            return api.delete_namespaced_custom_object(self.group, self.version, namespace, self.plural, name,
+                                                       body=body)
+        return api.delete_cluster_custom_object(self.group, self.version, self.plural, name, body=body)
+
+
 #: Every kind the kube layer handles, by plural name.
 KINDS: dict[str, Kind] = {
     k.plural: k
@@ -84,6 +110,9 @@ KINDS: dict[str, Kind] = {
         Kind("deviceclasses", "DeviceClass", False, "resource", "device_class"),
         Kind("resourceslices", "ResourceSlice", False, "resource", "resource_slice"),
         Kind("leases", "Lease", True, "coordination", "lease"),
+        CustomKind("computedomains", "ComputeDomain", True, "custom", "", "resource.nvidia.com", "v1beta1"),
+        CustomKind("computedomaincliques", "ComputeDomainClique", True, "custom", "", "resource.nvidia.com",
+                   "v1beta1"),
     )
 }
 

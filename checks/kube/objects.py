@@ -67,6 +67,7 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         "ResourceSlice": Resource("resource.k8s.io/v1", "resourceslices", False),
         "DeviceTaintRule": Resource("resource.k8s.io/v1", "devicetaintrules", False),
         "ComputeDomain": Resource("resource.nvidia.com/v1beta1", "computedomains", True),
+        "ComputeDomainClique": Resource("resource.nvidia.com/v1beta1", "computedomaincliques", True),
     }.items()
 }
 BY_PLURAL: dict[str, Resource] = {r.plural: r for r in RESOURCES.values()}

@@ -8,10 +8,12 @@ through :func:`install_driver` too.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from checks.catalog import Instance, compute_domains_enabled
 from checks.driver import gates as G
 from checks.driver import names
 from checks.kube import helm
@@ -94,6 +96,15 @@ class DriverConfig:
                 cur = cur.setdefault(part, {})
             cur[last] = value
         return vals
+
+
+def for_instance(cfg: DriverConfig, instance: Instance) -> DriverConfig:
+    """``cfg`` as installed on ``instance``: compute domains switched on where upstream's Lambda CI enables them
+    (``DISABLE_COMPUTE_DOMAINS=false`` on *b200/*gb200/*gb300, upstream-e2e-tests.md §4), so every check there
+    runs with the controller and the CD plugin, as the B200 presubmit would."""
+    if not cfg.compute_domains and compute_domains_enabled(instance):
+        return dataclasses.replace(cfg, compute_domains=True)
+    return cfg
 
 
 DEFAULT = DriverConfig()

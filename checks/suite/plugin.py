@@ -31,7 +31,14 @@ from checks.catalog import Instance, load_instance
 from checks.driver import names
 from checks.errors import UsageError
 from checks.kube.labels import EMULATED_GPUS_LABEL
-from checks.scenarios.driverconfig import DEFAULT, PLUGIN_SELECTOR, RELEASE, DriverConfig, InstallState
+from checks.scenarios.driverconfig import (
+    DEFAULT,
+    PLUGIN_SELECTOR,
+    RELEASE,
+    DriverConfig,
+    InstallState,
+    for_instance,
+)
 from checks.suite import capabilities as C
 from checks.suite.context import CheckContext
 from checks.suite.settings import FLAGS, OPTIONS, SuiteSettings, from_pytest
@@ -327,16 +334,17 @@ def needs_of(item: pytest.Item) -> C.Needs:
 def config_of(item: pytest.Item) -> DriverConfig:
     mark = item.get_closest_marker("driver")
     if mark is None or not mark.args:
-        return DEFAULT
+        return for_instance(DEFAULT, suite_of(item.config).instance)
     cfg = mark.args[0]
     assert isinstance(cfg, DriverConfig), f"{item.nodeid}: @pytest.mark.driver needs a DriverConfig"
-    return cfg
+    return for_instance(cfg, suite_of(item.config).instance)
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # Group by driver configuration (default first), keeping file order inside a group.
     order = {id(it): i for i, it in enumerate(items)}
-    items.sort(key=lambda it: (config_of(it) != DEFAULT, config_of(it).key, order[id(it)]))
+    base = for_instance(DEFAULT, suite_of(config).instance)
+    items.sort(key=lambda it: (config_of(it) != base, config_of(it).key, order[id(it)]))
     suite = suite_of(config)
     if not suite.settings.dry_run:
         return

@@ -15,9 +15,6 @@ NOT_FEASIBLE: dict[str, str] = {
     "multi_node_compute_domain_mnnvl": (
         "MN1–MN2, CF1–CF4: multi-node ComputeDomains and MNNVL workloads need several NVLink-connected nodes "
         "with an IMEX fabric; a Lambda instance is one node"),
-    "compute_domain_imex_channels": (
-        "CI1–CI2, CM1–CM5, CL1–CL3: IMEX channel injection needs a ComputeDomain-capable fabric "
-        "(GB200/GB300 NVL); upstream disables compute domains on every Lambda type but *b200"),
     "vfio_passthrough": (
         "PassthroughSupport/VFIO: unbinding a GPU from nvidia to vfio-pci needs IOMMU control of the host, "
         "which a Lambda VM does not give"),
