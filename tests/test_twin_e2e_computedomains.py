@@ -16,7 +16,7 @@ from checks.catalog import load_instance
 from checks.driver import computedomains as cd
 from checks.driver.values import DriverValues
 from checks.kube import objects as K
-from checks.kube.cluster import Cluster, ClusterTarget
+from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
 from checks.kube.wait import source_for, wait_for
 from checks.twin.lambda_twin import Twin, TwinOptions
@@ -78,14 +78,14 @@ def test_channel_view_lists_like_ls(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module", params=[True, False], ids=["clique", "no-clique"])
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ClusterClient,
                                                                                                         bool]]:
     run_dir = tmp_path_factory.mktemp("e2e-cd")
     kcfg = KubeletConfig(backoff_initial_s=0.2, backoff_max_s=1.0, dra_wipe_delay_s=1.0)
     twin = Twin("gpu_1x_b200_sxm6", run_dir=run_dir / "twin",
                 options=TwinOptions(kubelet=kcfg, imex=bool(request.param))).start()
     try:
-        with Cluster(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as c:
+        with ClusterClient(ClusterTarget(twin.kubeconfig), run_dir=run_dir / "kube") as c:
             upgrade_install(c, "dra-driver-nvidia-gpu", str(chart_path()), NS, DriverValues(log_verbosity=6)
                             .to_values(), InstallOptions(wait_timeout_s=60))
             yield c, bool(request.param)
@@ -93,16 +93,17 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         twin.stop()
 
 
-def get(c: Cluster, *args: str) -> Any:
+def get(c: ClusterClient, *args: str) -> Any:
     return yaml.safe_load(c.kubectl("get", *args, "-o", "yaml").stdout)
 
 
-def test_channel_claim_lifecycle(cluster: tuple[Cluster, bool], tmp_path: Path) -> None:
+def test_channel_claim_lifecycle(cluster: tuple[ClusterClient, bool], tmp_path: Path) -> None:
     c, clique = cluster
     (tmp_path / "m.yaml").write_text(MANIFEST)
     c.kubectl("apply", "-f", str(tmp_path / "m.yaml"))
     c.kubectl("wait", "--for=condition=Ready", "pod/imex-channel-injection", "--timeout=60s")
-    log = K.log_until(c, "default", "imex-channel-injection", None, lambda t: "\n" in t, timeout=30)
+    log = K.log_until(c, "default", "imex-channel-injection", None,
+                      lambda t: "channel0\n" in t or "No such file" in t, timeout=30)
     uid = get(c, "computedomain", "imex-channel-injection")["metadata"]["uid"]
     if clique:
         assert " channel0" in log and "crw-rw-rw-" in log, log

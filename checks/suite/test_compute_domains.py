@@ -100,6 +100,12 @@ def wait_cd_status(ctx: CheckContext, name: str, predicate: Any, what: str, time
                       what=f"ComputeDomain {ctx.namespace}/{name}: {what}")
 
 
+def channel_log(ctx: CheckContext, pod: str, last: str = "channel0") -> str:
+    """The workload's ``ls -la`` output once it is complete (the ``last`` entry listed, or ls's error)."""
+    return K.log_until(ctx.cluster, ctx.namespace, pod, None, lambda t: f"{last}\n" in t or "No such file" in t,
+                       timeout=ctx.timeout(30))
+
+
 def assert_channels(log: str, expected: list[int], clique: bool) -> None:
     """The workload's ``ls -la`` shows exactly the injected channels as char devices (clique node), or the
     directory is absent (no-clique fallback)."""
@@ -161,7 +167,7 @@ def test_channel_injection_lifecycle(ctx: CheckContext) -> None:
     ctx.apply(channel_pod(ctx, "imex-channel-injection", "imex-channel-0"))
     pod = ctx.pod_ready("imex-channel-injection", timeout=100)
     node = pod["spec"]["nodeName"]
-    assert_channels(ctx.logs("imex-channel-injection"), [0], clique)
+    assert_channels(channel_log(ctx, "imex-channel-injection"), [0], clique)
     assert (K.get(ctx.cluster, "nodes", node)["metadata"].get("labels") or {}).get(cd.CD_LABEL) == uid
     status = wait_cd_status(ctx, "imex-channel-injection",
                             lambda s: s.get("status") == "Ready" and any(n.get("name") == node
@@ -203,8 +209,7 @@ def test_all_channels(ctx: CheckContext) -> None:
                what="the workload ResourceClaimTemplate")
     ctx.apply(channel_pod(ctx, "imex-channel-injection-all", "tpl-imex-channels"))
     ctx.pod_ready("imex-channel-injection-all", timeout=80)
-    log = K.log_until(ctx.cluster, ctx.namespace, "imex-channel-injection-all", None,
-                      lambda t: "channel999" in t or "No such file" in t, timeout=ctx.timeout(30))
+    log = channel_log(ctx, "imex-channel-injection-all", last="channel999")
     assert_channels(log, [0, 222, cd.MAX_CHANNELS - 1] if clique else [], clique)
     if clique:
         assert sum(1 for ln in log.splitlines() if ln.startswith("c")) == cd.MAX_CHANNELS
@@ -247,7 +252,7 @@ def test_legacy_ip_mode(ctx: CheckContext) -> None:
                what="the workload ResourceClaimTemplate")
     ctx.apply(channel_pod(ctx, "imex-ip-mode", "imex-ip-mode-0"))
     pod = ctx.pod_ready("imex-ip-mode", timeout=100)
-    assert_channels(ctx.logs("imex-ip-mode"), [0], clique)
+    assert_channels(channel_log(ctx, "imex-ip-mode"), [0], clique)
     status = wait_cd_status(ctx, "imex-ip-mode", lambda s: s.get("status") == "Ready", "Ready")
     (entry,) = [n for n in status["status"].get("nodes") or [] if n.get("name") == pod["spec"]["nodeName"]]
     uid = ctx.get("computedomains", "imex-ip-mode")["metadata"]["uid"]
