@@ -124,6 +124,28 @@ class Store:
                 items = [bucket[k] for k in sorted(bucket) if k[0] == namespace]
             return items, self._rv
 
+    def list_at(self, key: str, namespace: str | None, rv: int) -> builtins.list[Obj]:
+        """The objects of ``key`` as they were at resourceVersion ``rv`` (a consistent snapshot for paginated
+        lists): today's state with every retained change after ``rv`` undone. :class:`TooOld` when the history
+        no longer reaches back to ``rv`` (etcd's compaction)."""
+        with self.lock:
+            if rv > self._rv:
+                raise TooOld(rv, self._oldest_rv)
+            if rv < self._oldest_rv:
+                raise TooOld(rv, self._oldest_rv)
+            snap = dict(self._data.get(key, {}))
+            for ev in reversed(self._history):
+                if ev.rv <= rv:
+                    break
+                if ev.key != key:
+                    continue
+                k = (_ns(ev.obj), str(ev.obj["metadata"]["name"]))
+                if ev.type == "ADDED":
+                    snap.pop(k, None)
+                elif ev.old is not None:
+                    snap[k] = ev.old
+            return [snap[k] for k in sorted(snap) if namespace is None or k[0] == namespace]
+
     def keys(self) -> builtins.list[str]:
         with self.lock:
             return list(self._data)

@@ -10,6 +10,7 @@ from typing import Any
 
 from kubetwin.api import errors as E
 from kubetwin.api.core import APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PATCH_TYPES, STRATEGIC_PATCH
+from kubetwin.api.pagination import list_page
 from kubetwin.api.request import BUILTIN_KEYS, RequestHandler, q1, qbool, qint, wants_table
 from kubetwin.api.resources import ResourceType
 
@@ -26,22 +27,27 @@ class Verbs(RequestHandler):
         self._send_obj(200, rt, obj, q)
 
     def _list(self, rt: ResourceType, ns: str | None, q: dict[str, list[str]]) -> None:
-        if q1(q, "continue"):
-            raise E.expired("The provided continue parameter is too old to display a consistent list result. "
-                            "You can start a new list without the continue parameter.")
         # The store's objects uncopied: a list is only serialised (tables and the shallow copies below never
         # change them), and copying every item was most of a large list's cost.
-        items, rv = self.api.list(rt, ns, label_selector=q1(q, "labelSelector"),
-                                  field_selector=q1(q, "fieldSelector"), copy_objects=False)
+        # resourceVersion=0 is served from the watch cache, which ignores limit (reflectors rely on that).
+        limit = None if q1(q, "resourceVersion") == "0" and not q1(q, "continue") else qint(q, "limit")
+        page = list_page(self.api.store, rt, ns, label_selector=q1(q, "labelSelector"),
+                         field_selector=q1(q, "fieldSelector"), limit=limit, token=q1(q, "continue"))
+        items, rv = page.items, page.resource_version
+        meta: dict[str, Any] = {"resourceVersion": rv}
+        if page.continue_token:
+            meta["continue"] = page.continue_token
+        if page.remaining is not None:
+            meta["remainingItemCount"] = page.remaining
         if wants_table(self.headers.get("Accept") or ""):
             table = self._table(rt, items, q, rv)
             if table is not None:
+                table["metadata"] = meta
                 self._send_json(200, table)
                 return
         if rt.key in BUILTIN_KEYS:  # real servers omit kind/apiVersion on built-in list items (§8.4)
             items = [{k: v for k, v in it.items() if k not in ("kind", "apiVersion")} for it in items]
-        self._send_json(200, {"kind": rt.list_kind, "apiVersion": rt.api_version,
-                              "metadata": {"resourceVersion": rv}, "items": items})
+        self._send_json(200, {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": items})
 
     def _create(self, rt: ResourceType, ns: str | None, q: dict[str, list[str]], body: bytes) -> None:
         obj = self._parse_body(body)
