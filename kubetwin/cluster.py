@@ -25,7 +25,7 @@ from kubetwin.api.errors import ApiError
 from kubetwin.api.exec import ExecTarget
 from kubetwin.api.resources import core
 from kubetwin.api.server import ApiServer, KubeVersion
-from kubetwin.api.webhooks import ServiceResolver, WebhookAdmission, no_endpoints
+from kubetwin.api.webhooks import MutatingWebhookAdmission, ServiceResolver, WebhookAdmission, no_endpoints
 from kubetwin.controllers.base import SharedInformers
 from kubetwin.controllers.daemonsets import DaemonSetController
 from kubetwin.controllers.garbagecollector import GarbageCollector
@@ -226,6 +226,7 @@ class Cluster:
         for c in self.controllers:
             c.start()
         WebhookAdmission(api, opts.service_resolver).install()
+        MutatingWebhookAdmission(api, opts.service_resolver).install()
         extras: list[_Component] = [Scheduler(api, self.scheduler_settings)] if opts.scheduler else []
         extras.append(ResourceClaimController(api))
         for extra in extras:

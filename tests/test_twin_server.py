@@ -21,7 +21,7 @@ from kubetwin.api.core import Api
 from kubetwin.api.server import ApiServer
 from kubetwin.api.store import Store
 from kubetwin.api.tls import make_serving_cert
-from kubetwin.api.webhooks import WebhookAdmission
+from kubetwin.api.webhooks import MutatingWebhookAdmission, WebhookAdmission
 
 
 class MemoryLogs:
@@ -384,6 +384,10 @@ class _Webhook(BaseHTTPRequestHandler):
         resp: dict[str, Any] = {"uid": req["uid"], "allowed": labels.get("deny") != "true"}
         if not resp["allowed"]:
             resp["status"] = {"reason": "Invalid", "message": "1 configs failed to validate: nope"}
+        elif self.path.startswith("/mutate"):  # a mutating webhook labels what it admits
+            where = "/metadata/nolabels/x" if self.path.startswith("/mutate-bad") else "/metadata/labels/mutated"
+            ops = [{"op": "add", "path": where, "value": req["operation"].lower()}]
+            resp |= {"patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(ops).encode()).decode()}
         data = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                            "response": resp}).encode()
         self.send_response(200)
@@ -433,4 +437,51 @@ def test_validating_webhook(twin: tuple[ApiServer, Path, MemoryLogs], k8s: clien
         v1.create_namespaced_config_map("default", {"metadata": {"name": "y", "labels": {"guarded": "1"}}})
     finally:
         srv.api.admission.remove(adm)
+        hook_srv.shutdown()
+
+
+def test_mutating_webhook_patches_before_validation(twin: tuple[ApiServer, Path, MemoryLogs],
+                                                   k8s: client.ApiClient) -> None:
+    srv = twin[0]
+    cert = make_serving_cert(dns_names=("mutator.default.svc",))
+    hook_srv = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
+    hook_srv.socket = cert.server_context().wrap_socket(hook_srv.socket, server_side=True)
+    threading.Thread(target=hook_srv.serve_forever, daemon=True).start()
+    adm = MutatingWebhookAdmission(srv.api, resolver=lambda ns, name, port: f"127.0.0.1:{hook_srv.server_address[1]}")
+    adm.install()
+    try:
+        reg = client.AdmissionregistrationV1Api(k8s)
+        rule = {"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                "resources": ["configmaps"]}
+
+        def hook(path: str, policy: str = "Fail") -> dict[str, Any]:
+            return {"name": f"{path.strip('/')}.example.com", "rules": [rule], "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"], "failurePolicy": policy,
+                    "objectSelector": {"matchLabels": {"mutate": path.strip("/")}},
+                    "clientConfig": {"service": {"namespace": "default", "name": "mutator", "path": path},
+                                     "caBundle": base64.b64encode(cert.ca_pem).decode()}}
+
+        reg.create_mutating_webhook_configuration({"metadata": {"name": "mutator"}, "webhooks": [
+            hook("/mutate"), hook("/mutate-bad")]})
+        v1 = client.CoreV1Api(k8s)
+        made = v1.create_namespaced_config_map("default", {"metadata": {"name": "m1", "labels": {"mutate": "mutate"}}})
+        assert made.metadata.labels == {"mutate": "mutate", "mutated": "create"}  # stored as patched
+        made.data = {"k": "v"}
+        assert v1.replace_namespaced_config_map("m1", "default", made).metadata.labels["mutated"] == "update"
+        with pytest.raises(ApiException) as exc:  # a patch that does not apply fails the request (Fail policy)
+            v1.create_namespaced_config_map("default", {"metadata": {"name": "m2", "labels": {"mutate": "mutate-bad"}}})
+        assert exc.value.status == 500
+        assert 'failed calling webhook "mutate-bad.example.com"' in json.loads(exc.value.body)["message"]
+        with pytest.raises(ApiException) as exc:  # mutating webhooks deny like validating ones
+            v1.create_namespaced_config_map("default", {"metadata": {"name": "m3", "labels": {
+                "mutate": "mutate", "deny": "true"}}})
+        assert exc.value.status == 403
+        adm.resolver = WebhookAdmission(srv.api).resolver  # unreachable: Ignore lets the write through unpatched
+        cfg = reg.read_mutating_webhook_configuration("mutator")
+        cfg.webhooks[0].failure_policy = "Ignore"
+        reg.replace_mutating_webhook_configuration("mutator", cfg)
+        plain = v1.create_namespaced_config_map("default", {"metadata": {"name": "m4", "labels": {"mutate": "mutate"}}})
+        assert plain.metadata.labels == {"mutate": "mutate"}
+    finally:
+        srv.api.mutation.remove(adm)
         hook_srv.shutdown()

@@ -200,6 +200,8 @@ class Api:
         self.validators: dict[str, list[Validator]] = {}
         self.defaulters: dict[str, list[Defaulter]] = {}
         self.admission: list[Admission] = []
+        self.mutation: list[Admission] = []
+        """Mutating admission (webhooks): may change ``req.obj`` in place; runs before validation."""
         self._rand = random.Random()
         self._event_lock = threading.Lock()
         self._event_index: dict[tuple[str, str, str, str, str], tuple[str, str]] = {}
@@ -230,6 +232,14 @@ class Api:
         if causes:
             name = _meta(obj).get("name") or _meta(obj).get("generateName") or ""
             raise E.invalid(rt, str(name), causes)
+
+    def _mutate(self, rt: ResourceType, req: AdmissionRequest) -> None:
+        """Mutating admission, then defaulting again (the apiserver decodes the patched object anew)."""
+        if not self.mutation or req.obj is None:
+            return
+        for hook in list(self.mutation):
+            hook(req)
+        self._defaults(rt, req.obj)
 
     def _admit(self, req: AdmissionRequest) -> None:
         for hook in list(self.admission):
@@ -294,6 +304,8 @@ class Api:
         if not meta.get("name"):
             raise E.invalid(rt, "", [Cause("FieldValueRequired", "Required value: name or generateName is "
                                            "required", "metadata.name")])
+        self._mutate(rt, AdmissionRequest("CREATE", rt, ns, str(meta["name"]), obj, None, dry_run=dry_run))
+        meta = _meta(obj)  # a mutating webhook's patch may have replaced the metadata dict
         self._validate(rt, obj, None)
         self._admit(AdmissionRequest("CREATE", rt, ns, str(meta["name"]), obj, None, dry_run=dry_run))
         for _attempt in range(8):
@@ -360,6 +372,8 @@ class Api:
         new = self._merge_for_update(rt, old, obj, subresource)
         if subresource is None:
             self._defaults(rt, new)
+        self._mutate(rt, AdmissionRequest("UPDATE", rt, ns, name, new, old, subresource=subresource,
+                                          dry_run=dry_run))
         self._validate(rt, new, old)
         self._admit(AdmissionRequest("UPDATE", rt, ns, name, new, old, subresource=subresource, dry_run=dry_run))
         with self.store.lock:

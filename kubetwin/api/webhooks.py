@@ -1,11 +1,13 @@
-"""Validating admission webhooks: call the webhooks a ValidatingWebhookConfiguration declares.
+"""Admission webhooks: call the webhooks Validating- and MutatingWebhookConfigurations declare.
 
 The NVIDIA driver's chart can install a validating webhook for ResourceClaims (nvidia-dra-driver.md §5.4);
 on a real cluster a bad opaque config is then refused at create time with a 403. To make that observable on
 the twin, :class:`WebhookAdmission` is an ``Api.admission`` hook that sends a real ``admission.k8s.io/v1``
 AdmissionReview over HTTPS (trusting only the configuration's ``caBundle``) and turns a denial into the same
 ``Status`` the apiserver builds (``staging/src/k8s.io/apiserver/pkg/admission/plugin/webhook/errors``).
-Mutating webhooks are not called (docs/twin-fidelity.md).
+:class:`MutatingWebhookAdmission` calls mutating webhooks before validation (``Api.mutation``) and applies
+their ``JSONPatch`` responses to the object, in configuration order; a reinvocation round
+(``reinvocationPolicy: IfNeeded``) is not made (docs/twin-fidelity.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubetwin.api import patch
 from kubetwin.api.core import AdmissionRequest, Api
 from kubetwin.api.errors import ApiError
 from kubetwin.api.tls import client_context
@@ -105,12 +108,15 @@ class WebhookAdmission:
     resolver: ServiceResolver = no_endpoints
     """Maps ``clientConfig.service`` to a loopback ``host:port`` (the twin composer provides it)."""
 
+    configurations = "validatingwebhookconfigurations"
+    """Plural of the configuration kind whose webhooks this hook calls."""
+
     def install(self) -> WebhookAdmission:
         self.api.admission.append(self)
         return self
 
     def __call__(self, req: AdmissionRequest) -> None:
-        cfg_rt = self.api.registry.get("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations")
+        cfg_rt = self.api.registry.get("admissionregistration.k8s.io", "v1", self.configurations)
         if cfg_rt is None or req.rt.group == "admissionregistration.k8s.io":
             return  # webhooks never gate their own configuration objects (as on a real server)
         configs, _ = self.api.list(cfg_rt)
@@ -178,6 +184,7 @@ class WebhookAdmission:
             raise ApiError(500, "InternalError", f'Internal error occurred: failed calling webhook "{name}": '
                            f'expected response.uid="{review["request"]["uid"]}", got "{response.get("uid")}"')
         if response.get("allowed"):
+            self._allowed(hook, req, response)
             return
         result = response.get("status") or {}
         code = int(result.get("code") or 0)
@@ -201,6 +208,9 @@ class WebhookAdmission:
                        {"group": req.rt.group, "kind": req.rt.plural, "name": obj_name})
         reason = str(result.get("reason") or ("InternalError" if code == 500 else "Forbidden"))
         raise ApiError(code, reason, f"{prefix}: {msg}", details)
+
+    def _allowed(self, hook: Obj, req: AdmissionRequest, response: Obj) -> None:
+        """An allowing response; validating webhooks may not patch, so any ``patch`` is ignored."""
 
     def _display_url(self, cc: Obj, timeout: int) -> str:
         if cc.get("url"):
@@ -247,3 +257,35 @@ class WebhookAdmission:
             raise WebhookCallError(str(exc) or type(exc).__name__) from exc
         finally:
             conn.close()
+
+
+@dataclass
+class MutatingWebhookAdmission(WebhookAdmission):
+    """Mutating webhooks (``Api.mutation``): an allowing response's base64 ``JSONPatch`` is applied to the object
+    being admitted, so validation, validating webhooks and the store see the patched object."""
+
+    configurations = "mutatingwebhookconfigurations"
+
+    def install(self) -> MutatingWebhookAdmission:
+        self.api.mutation.append(self)
+        return self
+
+    def _allowed(self, hook: Obj, req: AdmissionRequest, response: Obj) -> None:
+        raw = response.get("patch")
+        if not raw or req.obj is None:
+            return
+        name = str(hook.get("name") or "")
+        if response.get("patchType") != "JSONPatch":
+            raise ApiError(500, "InternalError", f'Internal error occurred: failed calling webhook "{name}": '
+                           f'unsupported patch type "{response.get("patchType")}"')
+        try:
+            ops = json.loads(base64.b64decode(str(raw)))
+            patched = patch.json_patch(req.obj, ops)
+        except (ValueError, patch.PatchError) as exc:
+            raise ApiError(500, "InternalError", f'Internal error occurred: failed calling webhook "{name}": '
+                           f"the server rejected our request due to an error in our request: {exc}") from exc
+        if not isinstance(patched, dict):
+            raise ApiError(500, "InternalError", f'Internal error occurred: failed calling webhook "{name}": '
+                           "the patch did not produce an object")
+        req.obj.clear()
+        req.obj.update(patched)  # in place: the Api holds this dict
