@@ -24,9 +24,20 @@ def command() -> None:
 @click.option("--kubeconfig", "kubeconfig", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the kubeconfig here.")
 @click.option("--kube-version", default="1.36", show_default=True, help="Kubernetes minor the twin reports.")
-def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str) -> None:
+@click.option("--driver", is_flag=True, help="Install the NVIDIA DRA driver (real helm) once the twin serves.")
+@click.option("--chart", default="", metavar="PATH|REF",
+              help="Chart for --driver: a directory (e.g. an upstream checkout's deployments/helm/"
+                   "dra-driver-nvidia-gpu) or a chart reference; default: the chart shipped with dra-lab.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Chart value for --driver (repeatable; dotted keys, YAML scalars as helm --set parses them).")
+def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str, driver: bool, chart: str,
+       sets: tuple[str, ...]) -> None:
     """Start the twin and block until interrupted; every container and thread stops on exit."""
     from checks.twin.lambda_twin import Twin
+
+    if (chart or sets) and not driver:
+        raise UsageError("--chart and --set only apply with --driver", where="--driver")
+    values = [parse_set(s) for s in sets]
 
     try:
         twin = Twin(instance, kube_version=kube_version, port=port)
@@ -48,6 +59,8 @@ def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str) -> 
                 path = kubeconfig
             click.echo(f"twin of {twin.instance.instance_type} serving at {twin.url} "
                        f"(node {', '.join(twin.node_names)})")
+            if driver:
+                click.echo(install_driver(twin, chart, values))
             click.echo("point kubectl at it with:")
             click.echo(f"  export KUBECONFIG={path}")
             click.echo("press Ctrl-C to stop")
@@ -59,3 +72,41 @@ def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str) -> 
             click.echo("stopping the twin")
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def parse_set(text: str) -> tuple[str, Any]:
+    """``a.b=c`` → ``("a.b", "c")``; the value is a YAML scalar as helm ``--set`` reads it (``true``, ``3``)."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UsageError(f"--set {text!r} is not KEY=VALUE with a dotted KEY", where="--set")
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value if isinstance(value, str | int | float | bool) or value is None else raw
+
+
+def install_driver(twin: Any, chart: str, values: list[tuple[str, Any]]) -> str:
+    """``helm upgrade --install`` the driver into the running twin (as a person would, real helm) and wait for
+    the kubelet plugin to be Ready; returns the line to print."""
+    import dataclasses
+
+    from checks.kube.client import ClusterClient, ClusterTarget, ToolFailed
+    from checks.scenarios import driverconfig
+    from checks.twin.nvidia import chart_path
+
+    ref = chart or str(chart_path())
+    if chart and Path(chart).exists() and not (Path(chart) / "Chart.yaml").is_file():
+        raise UsageError(f"--chart {chart}: no Chart.yaml there", where="--chart")
+    cfg = dataclasses.replace(driverconfig.for_instance(driverconfig.DEFAULT, twin.instance), extra=tuple(values))
+    run_dir = Path(twin.run_dir) / "driver-install"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with ClusterClient(ClusterTarget(Path(twin.kubeconfig)), run_dir=run_dir) as cluster:
+        try:
+            status = driverconfig.install_driver(cluster, cfg, chart=ref)
+        except ToolFailed as exc:
+            raise UsageError(f"installing the driver from {ref} failed: {exc}", where="--driver") from exc
+    return (f"driver installed: release {status.name} in {status.namespace} (chart {status.chart}, from {ref}); "
+            f"kubelet plugin Ready")
