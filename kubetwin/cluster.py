@@ -114,6 +114,10 @@ class _Exec:
         spec = k.exec_spec(namespace, pod, container) if k else None
         if spec is None:
             return None
+        sb = spec.sandbox
+        if sb is not None and sb.shim_pid is not None:  # a real shell in the container's namespaces
+            return ExecTarget(env=dict(spec.env), work_dir=spec.work_dir, enter_pid=sb.shim_pid,
+                              has_command=lambda name: sb.find_command(name, spec.env.get("PATH", "")))
         return ExecTarget(env=dict(spec.env), work_dir=spec.work_dir, emulated=spec.program is not None)
 
 

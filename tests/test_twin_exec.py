@@ -58,11 +58,14 @@ def test_kubectl_exec_stdout_stderr_and_env(cl: ClusterClient) -> None:
     assert "err\n" in r.stderr
     r = _exec(cl, "-n", NS, "box", "--", "printenv", "HOSTNAME", "GREETING")
     assert (r.returncode, r.stdout) == (0, "box\nhi there\n"), r.stderr
-    # cwd is the container's work dir, PATH starts with its twin tools dir
-    r = _exec(cl, "-n", NS, "box", "--", "sh", "-c", 'pwd; echo "$PATH"')
-    cwd, path = r.stdout.splitlines()
-    assert cwd.endswith("/containers/box/root")
-    assert path.split(":")[0].endswith("/containers/box/bin")
+    # the shell runs in the container's own view: image working dir "/", the image's standard PATH, its own
+    # PID namespace (PID 1 is the container's init) and private /tmp
+    r = _exec(cl, "-n", NS, "box", "--", "sh", "-c", 'pwd; echo "$PATH"; cat /proc/1/cmdline | head -c 200')
+    cwd, path, init = r.stdout.splitlines()
+    assert (cwd, path) == ("/", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    assert "shim.py" in init
+    r = _exec(cl, "-n", NS, "box", "--", "sh", "-c", "echo mine > /tmp/f; ls /tmp; ls /work 2>&1 | head -1")
+    assert r.stdout.splitlines()[0] == "f" and "No such file" in r.stdout, r.stdout
 
 
 def test_kubectl_exec_exit_code(cl: ClusterClient) -> None:

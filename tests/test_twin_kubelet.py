@@ -220,7 +220,7 @@ def test_emulated_image_registers_dra_plugin_and_prepared_gpu_is_visible(twin: T
         api.create(PODS, ns, {"metadata": {"name": "user"}, "spec": {
             "nodeName": node, "restartPolicy": "Never",
             "resourceClaims": [{"name": "g", "resourceClaimName": "c1"}],
-            "containers": [{"name": "ctr", "image": "ubuntu", "command": ["bash", "-c",
+            "containers": [{"name": "ctr", "image": "ubuntu", "command": ["bash", "-lc",
                                                              "nvidia-smi -L; echo $NVIDIA_VISIBLE_DEVICES"],
                             "resources": {"claims": [{"name": "g"}]}}]}})
         user = api.get(PODS, ns, "user")

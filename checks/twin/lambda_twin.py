@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from checks.catalog import Instance, load_instance
 from checks.kube.labels import EMULATED_GPUS_LABEL
-from checks.twin.nvidia import binaries
+from checks.twin.nvidia import binaries, hostfiles
 from checks.twin.nvidia.binaries.metrics import endpoint as metrics_endpoint
 from checks.twin.nvidia.binaries.webhook import resolve_service
 from checks.twin.nvidia.binaries.webhook import serving as webhook_serving
@@ -97,6 +97,7 @@ class Twin(Cluster):
         spec = node_spec(self.instance)
         # The driver's binaries must know the node's GPUs before the kubelet can start a plugin container.
         binaries.register()
+        hostfiles.register()
         binaries.set_node_gpus(spec.name, virtual_gpus(self.instance, mig_enabled=self.twin_options.mig_enabled))
         set_node_fabric(spec.name, instance_fabric(self.instance, imex=self.twin_options.imex))
         self.add_node(spec)

@@ -6,9 +6,12 @@ channel: 0 stdin, 1 stdout, 2 stderr, 3 status (one JSON ``Status`` when the com
 the client's ``[255, <channel>]`` message that half-closes a stream (stdin EOF, so ``kubectl exec -i … -- cat``
 ends). After the status the server closes the WebSocket, which is how both clients learn the command is done.
 
-A real kubelet runs the command inside the container's namespaces; the twin's containers are local processes,
-so the command is a new local process with the container's environment, working directory and PATH (the twin
-tools such as ``nvidia-smi`` come first) — what :class:`ExecTarget` carries. No TTY is allocated (``tty=true``
+A real kubelet runs the command inside the container's namespaces, and so does the twin where containers have
+them (:mod:`kubetwin.kubelet.sandbox`): ``nsenter`` joins the mount and PID namespaces of the container's PID 1
+(also for emulated driver containers, whose PID 1 is a shim relaying signals to the program), with the
+container's environment — what :class:`ExecTarget` carries. Without namespaces the command is a local process
+with the container's environment, working directory and PATH (the twin tools such as ``nvidia-smi`` first).
+No TTY is allocated (``tty=true``
 runs the command without one; resize messages are read and ignored), and SPDY is not offered: a client that
 cannot upgrade to WebSocket gets a 400.
 
@@ -24,12 +27,13 @@ import hashlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +58,11 @@ class ExecTarget:
     work_dir: Path
     """The container's working directory (also its HOME unless the pod sets one)."""
     emulated: bool = False
-    """The container runs an in-process emulated program (NVIDIA driver image): there is nothing to exec into."""
+    """The container runs an in-process emulated program without a namespace shim: nothing to exec into."""
+    enter_pid: int | None = None
+    """Host PID of the container's PID 1: run the command in its mount and PID namespaces (``nsenter``)."""
+    has_command: Callable[[str], bool] | None = None
+    """Whether a command name resolves inside the container (checked first: the OCI exec error otherwise)."""
 
 
 def accept_key(key: str) -> str:
@@ -226,9 +234,16 @@ class ExecSession:
     # -- run -----------------------------------------------------------------------------------------
     def run(self) -> None:
         req, t = self._req, self._target
+        argv, cwd = list(req.argv), t.work_dir
         try:
+            if t.enter_pid is not None:
+                if req.argv and t.has_command is not None and not t.has_command(req.argv[0]):
+                    raise FileNotFoundError(req.argv[0])
+                argv = [shutil.which("nsenter") or "nsenter", "--target", str(t.enter_pid), "--mount", "--pid",
+                        "--root", "--wd", "--", *argv]
+                cwd = Path("/")
             proc = subprocess.Popen(
-                req.argv, cwd=t.work_dir, env=dict(t.env), start_new_session=True, close_fds=True,
+                argv, cwd=cwd, env=dict(t.env), start_new_session=True, close_fds=True,
                 stdin=subprocess.PIPE if req.stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if req.stdout else subprocess.DEVNULL,
                 stderr=subprocess.PIPE if req.stderr else subprocess.DEVNULL)

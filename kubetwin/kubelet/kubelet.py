@@ -46,10 +46,28 @@ from kubetwin.kubelet.podstate import (
     find_container,
     go_duration,
     hexid,
+    pod_loopback,
 )
 from kubetwin.kubelet.runtime import STANDARD_PATH, Container, ProcessSpec, Runtime, StartError, read_log
-from kubetwin.kubelet.seam import ContainerContext, DraPlugin, emulated_resolver, install_tools
+from kubetwin.kubelet.sandbox import (
+    Sandbox,
+    base_mounts,
+    dev_mounts,
+    etc_mounts,
+    namespaces_available,
+    prepare_root,
+    proc_mounts,
+)
+from kubetwin.kubelet.seam import (
+    ContainerContext,
+    DraPlugin,
+    PreparedDevice,
+    emulated_resolver,
+    host_files_installers,
+    install_tools,
+)
 from kubetwin.kubelet.status import StatusWriter, pod_phase
+from kubetwin.kubelet.volumes import VolumeContext, container_mounts, materialize
 
 log = logging.getLogger(__name__)
 PODS = core("pods")
@@ -83,6 +101,9 @@ class Kubelet:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._dra = DraManager(api, node_name, self.config.dra_wipe_delay_s, self._stop, self._queue.add)
+        self.host_root = run_dir / "host"
+        """The node's emulated ``/`` (vendor host files, hostPath volumes)."""
+        self._host_files_done: set[str] = set()
         self._status = StatusWriter(api, self._informer, node_ip, self._now, self._container_ready)
 
     # -- NodeHandle ----------------------------------------------------------------------------------
@@ -223,6 +244,7 @@ class Kubelet:
                 self._pods[uid] = st
                 self._by_key[(st.ns, st.name)] = uid
             st.start_time = rfc3339(self._now())
+            st.loopback = pod_loopback(uid)
             st.pod_ip = "" if pod["spec"].get("hostNetwork") else f"{self._cidr}.{self._next_ip}"
             if pod["spec"].get("hostNetwork"):
                 st.pod_ip = self.node_ip
@@ -361,18 +383,24 @@ class Kubelet:
         if tools_dir.exists():
             shutil.rmtree(tools_dir)
         install_tools(tools_dir, devices)
-        env["PATH"] = f"{tools_dir}:{env.get('PATH') or STANDARD_PATH}"
-        env.setdefault("HOME", str(work))
+        sandbox = self._sandbox(st, c, work, tools_dir, devices) if namespaces_available() else None
+        if sandbox is None:
+            env["PATH"] = f"{tools_dir}:{env.get('PATH') or STANDARD_PATH}"
+            env.setdefault("HOME", str(work))
+        else:
+            env.setdefault("HOME", "/root")
         argv = expand_argv(c, env)
         log_path = self._pod_dir(st) / "logs" / c["name"] / f"{cs.restart_count}.log"
         resolver = emulated_resolver(image)
-        spec = ProcessSpec(argv=argv or [], env=env, work_dir=work, log_path=log_path)
+        spec = ProcessSpec(argv=argv or [], env=env, work_dir=work, log_path=log_path, sandbox=sandbox)
         if resolver is not None:
             ctx = ContainerContext(pod=copy.deepcopy(pod), container=copy.deepcopy(c), argv=argv or [], env=env,
                                    image=image, node=self, stdout=None, stderr=None,  # type: ignore[arg-type]
                                    stop=threading.Event(), killed=threading.Event(), work_dir=work,
                                    api_client=self._api_client_factory, api=self.api,
-                                   restart_count=cs.restart_count)
+                                   restart_count=cs.restart_count,
+                                   path_resolver=sandbox.host_path if sandbox is not None else None,
+                                   address_resolver=lambda port: self._serve_address(st, port))
             program = resolver(ctx)
             if program is None:
                 self._start_failed(st, c, cs, f'exec: "{(argv or ["<none>"])[0]}": executable file not found '
@@ -393,6 +421,62 @@ class Kubelet:
         cs.start_error = ""
         cs.waiting = ("", "")
         self._event(pod, "Normal", "Started", f"Started container {c['name']}", c)
+
+    # .. container view .................................................................................
+    def _install_host_files(self) -> None:
+        """Let every registered vendor model fill this node's emulated host root (once per installer)."""
+        for name, installer in host_files_installers().items():
+            if name not in self._host_files_done:
+                self.host_root.mkdir(parents=True, exist_ok=True)
+                installer(self._node, self.host_root)
+                self._host_files_done.add(name)
+
+    def _pod_files(self, st: PodState) -> dict[str, Path]:
+        """The pod's ``/etc/hosts`` (``localhost`` → the pod's loopback address, see :meth:`endpoint`),
+        ``/etc/hostname`` and ``/etc/resolv.conf``."""
+        d = self._pod_dir(st) / "etc"
+        d.mkdir(parents=True, exist_ok=True)
+        hostname = str(st.pod["spec"].get("hostname") or st.name)
+        hosts = ["# Kubernetes-managed hosts file (twin: localhost is this pod's loopback address).",
+                 f"{st.loopback}\tlocalhost", "::1\tip6-localhost ip6-loopback"]
+        if st.pod_ip and not st.pod["spec"].get("hostNetwork"):
+            hosts.append(f"{st.pod_ip}\t{hostname}")
+        (d / "hosts").write_text("\n".join(hosts) + "\n")
+        (d / "hostname").write_text(hostname + "\n")
+        (d / "resolv.conf").write_text(f"search {st.ns}.svc.cluster.local svc.cluster.local cluster.local\n"
+                                       "nameserver 10.96.0.10\noptions ndots:5\n")
+        return {"hosts": d / "hosts", "hostname": d / "hostname", "resolv.conf": d / "resolv.conf"}
+
+    def _sandbox(self, st: PodState, c: dict[str, Any], root: Path, tools_dir: Path,
+                 devices: list[PreparedDevice]) -> Sandbox:
+        """The container's root and mount plan (module doc of :mod:`kubetwin.kubelet.sandbox`)."""
+        self._install_host_files()
+        prepare_root(root)
+        privileged = bool((c.get("securityContext") or {}).get("privileged"))
+        nodes = [n for d in devices for n in d.device_nodes]
+        vctx = VolumeContext(self.api, NodeFacts(self._node, self.node_ip), st, self._pod_dir(st), self.host_root,
+                             self._now)
+        mounts = (base_mounts(tools_dir) + proc_mounts(self.host_root)
+                  + dev_mounts(self.host_root, nodes, privileged=privileged) + etc_mounts(self._pod_files(st))
+                  + container_mounts(c, materialize(vctx)))
+        return Sandbox(root=root, mounts=mounts, cwd=str(c.get("workingDir") or "/"))
+
+    def _serve_address(self, st: PodState, port: int) -> tuple[str, int]:
+        """Where an emulated program binds ``port``: the pod's loopback address (seam ``serve_address``)."""
+        with self._lock:
+            st.served.add(port)
+        return (st.loopback, port)
+
+    def endpoint(self, namespace: str, pod: str, port: int) -> tuple[str, int] | None:
+        """Where ``pod``'s container port ``port`` is reachable from this host: the pod's loopback address for
+        emulated servers (bound through ``serve_address``), ``127.0.0.1`` for real container processes (they
+        share the host's network namespace); None for a pod this kubelet does not run."""
+        with self._lock:
+            uid = self._by_key.get((namespace, pod))
+            st = self._pods.get(uid) if uid else None
+            if st is None:
+                return None
+            return (st.loopback, port) if port in st.served else ("127.0.0.1", port)
 
     def _on_exit(self, uid: str, c: Container) -> None:
         if c.context is not None:

@@ -75,6 +75,10 @@ class PodState:
     kill_at: dt.datetime | None = None
     finished: bool = False
     removed: bool = False
+    loopback: str = "127.0.0.1"
+    """The pod's own loopback address (``localhost`` in its ``/etc/hosts``; emulated servers bind there)."""
+    served: set[int] = field(default_factory=set)
+    """Container ports emulated programs of this pod bound through ``serve_address``."""
 
 
 def find_container(pod: dict[str, Any], name: str) -> dict[str, Any] | None:
@@ -97,6 +101,13 @@ def is_first_pending_init(st: PodState, name: str) -> bool:
     return False
 
 
+def pod_loopback(uid: str) -> str:
+    """A loopback address of its own for a pod (``127.a.b.c``, never ``127.0.0.1``), stable for its uid: pods share
+    the host's network namespace, so per-pod addresses keep two pods' servers on one port apart."""
+    h = hashlib.sha256(uid.encode()).digest()
+    return f"127.{h[0] % 254 + 1}.{h[1]}.{h[2] % 253 + 2}"
+
+
 def hexid(s: str) -> str:
     """A stable 64-hex id (container and image ids)."""
     return hashlib.sha256(s.encode()).hexdigest()
@@ -111,4 +122,4 @@ def go_duration(seconds: float) -> str:
 
 
 __all__ = ["ContainerState", "KubeletConfig", "PodState", "find_container", "go_duration", "hexid",
-           "inits_pending", "is_first_pending_init"]
+           "inits_pending", "is_first_pending_init", "pod_loopback"]

@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import io
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubetwin.kubelet.sandbox import Sandbox, launch, shim_pid
 from kubetwin.kubelet.seam import ContainerContext, EmulatedProgram
 
 STANDARD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -137,6 +139,12 @@ class ProcessSpec:
     """Set for emulated images: run this in a thread instead of a process."""
     context: ContainerContext | None = None
     """The context handed to ``program``."""
+    sandbox: Sandbox | None = None
+    """Run in its own mount + PID namespace with this root (None: a plain local process on the host view)."""
+
+
+_SHIM_START_TIMEOUT_S = 30.0
+"""How long the runtime waits for a container's shim to report its mounts done (a loaded 2-core CI machine)."""
 
 
 @dataclass
@@ -158,11 +166,38 @@ class Container:
     on_exit: Callable[[Container], None] | None = None
     spec: ProcessSpec | None = None
     """What was started (env, work dir, program): ``pods/exec`` runs commands with the same env and cwd."""
+    shim: subprocess.Popen[bytes] | None = None
+    """The namespace shim (PID 1) of an emulated container; real containers' ``proc`` is their shim."""
     _open_streams: int = 0
 
     @property
     def running(self) -> bool:
         return not self.done.is_set()
+
+
+def _first_status(fd: int) -> str:
+    """Wait for the shim's first status line: '' for ``ok``, else the error to report as StartError."""
+    buf = b""
+    deadline = _SHIM_START_TIMEOUT_S
+    while b"\n" not in buf:
+        r, _, _ = select.select([fd], [], [], deadline)
+        if not r:
+            return "container shim did not start in time"
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return buf.decode(errors="replace").removeprefix("error ") or "container shim exited during setup"
+        buf += chunk
+    line = buf.split(b"\n", 1)[0].decode(errors="replace")
+    return "" if line == "ok" else line.removeprefix("error ")
+
+
+def _relay_signals(fd: int, ctx: ContainerContext) -> None:
+    """Hand ``signal N`` lines of an emulated container's shim to the program (until the shim is gone)."""
+    with os.fdopen(fd, "rb") as f:
+        for raw in f:
+            parts = raw.split()
+            if len(parts) == 2 and parts[0] == b"signal" and parts[1].isdigit():
+                ctx.deliver_signal(int(parts[1]))
 
 
 class StartError(Exception):
@@ -196,15 +231,44 @@ class Runtime:
             c.context = spec.context
             spec.context.stdout = _StreamIO(log, "stdout")  # type: ignore[assignment]
             spec.context.stderr = _StreamIO(log, "stderr")  # type: ignore[assignment]
+            if spec.sandbox is not None:
+                c.shim, status_r = launch(spec.sandbox, argv=["/shim"], env=spec.env, hold=True,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          config_path=spec.log_path.with_suffix(".shim.json"))
+                err = _first_status(status_r)
+                if err:
+                    os.close(status_r)
+                    self._kill_shim(c.shim)
+                    log.close()
+                    raise StartError(err)
+                spec.sandbox.shim_pid = shim_pid(c.shim.pid)
+                ctx = spec.context
+                threading.Thread(target=_relay_signals, args=(status_r, ctx), daemon=True,
+                                 name=f"signals-{ctx.pod_name}").start()
             with self._lock:
                 self._containers[cid] = c
             threading.Thread(target=self._run_program, args=(c, spec.program, spec.context),
                              name=f"emulated-{spec.context.pod_name}", daemon=True).start()
             return c
         try:
-            proc = subprocess.Popen(spec.argv, cwd=spec.work_dir, env=spec.env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-                                    close_fds=True)
+            if spec.sandbox is not None:
+                proc, status_r = launch(spec.sandbox, argv=spec.argv, env=spec.env, hold=False,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        config_path=spec.log_path.with_suffix(".shim.json"))
+                err = _first_status(status_r)
+                os.close(status_r)
+                if err:
+                    self._kill_shim(proc)
+                    for f in (proc.stdout, proc.stderr):
+                        if f is not None:
+                            f.close()
+                    log.close()
+                    raise StartError(err)
+                spec.sandbox.shim_pid = shim_pid(proc.pid)
+            else:
+                proc = subprocess.Popen(spec.argv, cwd=spec.work_dir, env=spec.env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                                        close_fds=True)
         except FileNotFoundError as exc:
             log.close()
             raise StartError(f'exec: "{spec.argv[0]}": executable file not found in $PATH') from exc
@@ -227,6 +291,12 @@ class Runtime:
                               (pidfd, ("pid", c, pidfd))]
         os.write(self._wake_w, b"x")
         return c
+
+    @staticmethod
+    def _kill_shim(proc: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
     def _run_program(self, c: Container, program: EmulatedProgram, ctx: ContainerContext) -> None:
         try:
@@ -277,6 +347,8 @@ class Runtime:
             self._containers.pop(c.id, None)
         if c.context is not None:
             c.log.close()
+        if c.shim is not None:
+            self._kill_shim(c.shim)
         if c.on_exit is not None:
             c.on_exit(c)
 

@@ -53,7 +53,9 @@ writes an ``nvidia-smi`` that lists exactly the prepared GPUs; a container with 
 
 from __future__ import annotations
 
+import signal
 import threading
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +81,10 @@ class PreparedDevice:
     """What the device looks like to tools inside the container, in the form the plugin's own tools installer
     understands (:func:`register_tools_installer`; the NVIDIA model puts what ``nvidia-smi`` lists here);
     None for devices no tool shows."""
+    device_nodes: tuple[str, ...] = ()
+    """Paths of the node's emulated host files (``/dev/nvidia0``, ``/dev/nvidiactl`` …) the CDI spec adds to
+    containers using this device; an unprivileged container's ``/dev`` shows only these
+    (:func:`register_host_files_installer` writes them)."""
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,41 @@ class ContainerContext:
     (prefer ``api_client`` so requests take the same path as a real driver's)."""
     restart_count: int = 0
     """How many times this container was restarted before (``previous`` logs exist when > 0)."""
+    path_resolver: Callable[[str], Path] | None = None
+    """Set by the kubelet: container path → backing host file (see :meth:`host_path`)."""
+    address_resolver: Callable[[int], tuple[str, int]] | None = None
+    """Set by the kubelet: container port → bind address (see :meth:`serve_address`)."""
+    _signal_handlers: dict[int, list[Callable[[], None]]] = field(default_factory=dict)
+
+    def host_path(self, path_in_container: str) -> Path:
+        """The real file backing ``path_in_container`` as the container sees it: its volume mounts first
+        (hostPath, emptyDir …), else the container's private root dir. Keep real state there (checkpoints,
+        ``/tmp`` dump files) so ``kubectl exec`` shells in this container see and change the same files."""
+        if self.path_resolver is not None:
+            return self.path_resolver(path_in_container)
+        return self.work_dir / path_in_container.lstrip("/")
+
+    def on_signal(self, signum: int, handler: Callable[[], None]) -> None:
+        """Run ``handler`` when ``signum`` is sent to PID 1 of the container (``kill -s SIGUSR2 1`` in an exec
+        shell). SIGTERM keeps its meaning: it also sets :attr:`stop`."""
+        self._signal_handlers.setdefault(signum, []).append(handler)
+
+    def deliver_signal(self, signum: int) -> None:
+        """Called by the runtime when PID 1 of the container got ``signum`` from inside the container."""
+        if signum == signal.SIGTERM:
+            self.stop.set()
+        for h in list(self._signal_handlers.get(signum, ())):
+            try:
+                h()
+            except Exception:  # a handler's failure must not take the relay down (a Go handler would log)
+                traceback.print_exc(file=self.stderr)
+
+    def serve_address(self, container_port: int) -> tuple[str, int]:
+        """Where to bind a server for ``container_port`` so that ``localhost:PORT`` in this pod's exec shells,
+        ``pods/proxy``, ``services/proxy`` and Service-resolved webhooks reach it (``Kubelet.endpoint``)."""
+        if self.address_resolver is not None:
+            return self.address_resolver(container_port)
+        return ("127.0.0.1", 0)
 
     def register_dra_plugin(self, driver: str, plugin: DraPlugin) -> None:
         """Register ``plugin`` for ``driver`` on this node for as long as this container runs."""
@@ -176,9 +217,14 @@ ToolsInstaller = Callable[[Path, Sequence["PreparedDevice"]], None]
 """Writes tools into a container's tools dir (first on its PATH) for the devices prepared for it — as CDI injects
 a vendor's binaries. Called at every container start, also with no devices (then it usually writes nothing)."""
 
+HostFilesInstaller = Callable[[str, Path], None]
+"""Writes a node's emulated host files (``/dev/nvidia0``, ``/proc/driver/nvidia/...``, a driver root) under
+``host_root`` (the node's ``/``) for node ``node_name``; idempotent; a node it does not model is left alone."""
+
 _lock = threading.Lock()
 _images: dict[str, ImageResolver] = {}
 _installers: dict[str, ToolsInstaller] = {}
+_host_files: dict[str, HostFilesInstaller] = {}
 
 
 def image_repository(image: str) -> str:
@@ -225,6 +271,24 @@ def install_tools(tools_dir: Path, devices: Sequence[PreparedDevice]) -> None:
         installer(tools_dir, devices)
 
 
+def register_host_files_installer(name: str, installer: HostFilesInstaller) -> None:
+    """Let ``installer`` fill every node's emulated host root before its next container starts (``name`` makes
+    registering again replace the previous one)."""
+    with _lock:
+        _host_files[name] = installer
+
+
+def unregister_host_files_installer(name: str) -> None:
+    with _lock:
+        _host_files.pop(name, None)
+
+
+def host_files_installers() -> dict[str, HostFilesInstaller]:
+    """The registered host-files installers by name (a copy)."""
+    with _lock:
+        return dict(_host_files)
+
+
 def emulated_resolver(image: str) -> ImageResolver | None:
     """The resolver for ``image`` (longest matching prefix), or None if the image runs as a local process."""
     repo = image_repository(image)
@@ -237,7 +301,8 @@ def emulated_resolver(image: str) -> ImageResolver | None:
 
 
 __all__ = [
-    "ContainerContext", "DraPlugin", "EmulatedProgram", "ImageResolver", "NodeHandle", "PrepareResult",
-    "PreparedDevice", "ToolsInstaller", "emulated_resolver", "image_repository", "image_tag", "install_tools",
-    "register_emulated_image", "register_tools_installer", "unregister_emulated_image",
+    "ContainerContext", "DraPlugin", "EmulatedProgram", "HostFilesInstaller", "ImageResolver", "NodeHandle",
+    "PrepareResult", "PreparedDevice", "ToolsInstaller", "emulated_resolver", "host_files_installers",
+    "image_repository", "image_tag", "install_tools", "register_emulated_image", "register_host_files_installer",
+    "register_tools_installer", "unregister_emulated_image", "unregister_host_files_installer",
 ]

@@ -131,7 +131,7 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
                            mps=mps)
         if metrics is not None:
             path = ctx.env.get("METRICS_PATH") or "/metrics"
-            server = MetricsServer(metrics, path).start()
+            server = _metrics_server(ctx, metrics, path)
             stack.callback(server.stop)
             set_endpoint(ctx.namespace, ctx.pod_name, str(ctx.container.get("name", "gpus")), server.url)
             stack.callback(set_endpoint, ctx.namespace, ctx.pod_name, str(ctx.container.get("name", "gpus")), None)
@@ -147,6 +147,16 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         ctx.stop.wait()
         _write(ctx, [logs.shutdown()], verbosity)
         return 0
+
+
+def _metrics_server(ctx: ContainerContext, metrics: PluginMetrics, path: str) -> MetricsServer:
+    """Serve on the container port of ``HTTP_ENDPOINT`` where the kubelet says (``localhost:8080`` in exec shells,
+    ``Kubelet.endpoint``); a port still held by an abandoned (SIGKILLed) predecessor falls back to any free one."""
+    port = int((ctx.env.get("HTTP_ENDPOINT") or ":8080").rsplit(":", 1)[-1] or 8080)
+    try:
+        return MetricsServer(metrics, path, *ctx.serve_address(port)).start()
+    except OSError:
+        return MetricsServer(metrics, path).start()
 
 
 def _pool_free(spec: dict[str, Any]) -> dict[str, Any]:
