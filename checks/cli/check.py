@@ -20,6 +20,9 @@ from checks.errors import UsageError
 @click.option("--twin-mig", default=None, metavar="all|none|0,1,..",
               help="Twin only: GPUs whose MIG mode is on at boot (Ampere needs it for DynamicMIG).")
 @click.option("--twin-k8s", default="1.36", show_default=True, help="Twin only: Kubernetes minor it behaves as.")
+@click.option("--profile", "profile_name", metavar="NAME",
+              help="Validation profile: its instance type (unless --twin/--instance say otherwise) and check "
+                   "selection; b200 = the B200 presubmit with compute domains (README).")
 @click.option("-m", "markers", help="pytest marker expression (multi_gpu, dynmig, version_specific, stress...).")
 @click.option("-k", "keyword", help="pytest -k expression.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; touch no cluster, start no twin.")
@@ -41,7 +44,8 @@ from checks.errors import UsageError
 @click.option("-q", "quiet", is_flag=True, help="Less output.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def command(kubeconfig: Path | None, context: str | None, twin: str | None, instance: str, twin_mig: str | None,
-            twin_k8s: str, markers: str | None, keyword: str | None, dry_run: bool, run_id: str | None,
+            twin_k8s: str, profile_name: str | None, markers: str | None, keyword: str | None, dry_run: bool,
+            run_id: str | None,
             output: Path | None, chart: str | None, chart_version: str | None, last_stable_version: str | None,
             driver_root: str | None, stress_pods: int | None, stress_iterations: int | None,
             timeout_scale: float | None, yes: bool, adopt: bool, disruptive: bool, no_internet: bool,
@@ -52,6 +56,15 @@ def command(kubeconfig: Path | None, context: str | None, twin: str | None, inst
     from checks.runner.targets import open_target, parse_mig_enabled
     from checks.twin.options import TwinOptions
 
+    if profile_name is not None:
+        from checks.runner.profiles import profile
+
+        prof = profile(profile_name)
+        explicit = click.get_current_context().get_parameter_source("instance") != click.core.ParameterSource.DEFAULT
+        if twin is None and not explicit:
+            instance = prof.instance
+        prof.check_instance(load_instance(twin or instance))
+        markers = prof.marker_expression(markers)
     inst = load_instance(twin or instance)
     rid = check_run_id(run_id, where="--run-id") if run_id else new_run_id()
     out = output or Path("outputs") / inst.instance_type / "checks" / rid

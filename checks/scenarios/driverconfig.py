@@ -68,6 +68,8 @@ class DriverConfig:
             parts.append(f"controller×{self.controller_replicas}")
         if self.leader_election:
             parts.append("leaderElection")
+        if self.log_verbosity != DriverConfig.log_verbosity:
+            parts.append(f"v{self.log_verbosity}")
         parts += [f"{k}={v}" for k, v in self.extra]
         return ",".join(parts) or "default"
 
