@@ -33,6 +33,9 @@ usage: scripts/upstream-bats.sh [options] [BATS_FILE ...]
   --kube-version V    Kubernetes minor the twin reports (default 1.36)
   --all-basics        also run test_basics' "GPU Operator installed" (not portable: Lambda VMs and twins
                       have no GPU Operator); left out by default
+  --mig-enabled GPUS  MIG mode at twin boot: all, none (default) or indexes like 0,1 — Ampere needs it on before
+                      DynamicMIG partitions a GPU; run test_gpu_dynmig in its own lane with it, as upstream's
+                      tests-gpu-dynmig target does
   --filter-tags TAGS  bats --filter-tags (e.g. '!version-specific'); on a twin with fewer than 2 GPUs
                       '!multi-gpu' is added, as upstream Lambda CI does
   -h, --help          this text
@@ -58,6 +61,7 @@ out=""
 kube_version=1.36
 all_basics=false
 filter_tags=""
+mig=none
 files=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -68,6 +72,7 @@ while [[ $# -gt 0 ]]; do
     --kube-version) kube_version=$2; shift 2 ;;
     --all-basics) all_basics=true; shift ;;
     --filter-tags) filter_tags=$2; shift 2 ;;
+    --mig-enabled) mig=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) files+=("$1"); shift ;;
@@ -143,7 +148,8 @@ stop_twin() {
 }
 trap stop_twin EXIT
 rm -f "$out/kubeconfig"
-"$dra_lab" twin up --instance "$instance" --kube-version "$kube_version" --kubeconfig "$out/kubeconfig" \
+"$dra_lab" twin up --instance "$instance" --kube-version "$kube_version" --mig-enabled "$mig" \
+  --kubeconfig "$out/kubeconfig" \
   > "$out/twin.log" 2>&1 &
 twin_pid=$!
 for _ in $(seq 1 600); do  # up to 120 s for the twin to start serving (it prints once it does)

@@ -25,7 +25,8 @@ def test_parse_set_reads_scalars_like_helm() -> None:
 def test_set_without_driver_and_bad_set_are_usage_errors() -> None:
     dra_lab = str(Path(sys.executable).parent / "dra-lab")
     for args, why in ((["--set", "a=1"], "--chart and --set only apply with --driver"),
-                      (["--driver", "--set", "novalue"], "is not KEY=VALUE")):
+                      (["--driver", "--set", "novalue"], "is not KEY=VALUE"),
+                      (["--instance", "gpu_1x_a100_sxm4", "--mig-enabled", "3"], "GPU index 3 out of range")):
         r = subprocess.run([dra_lab, "twin", "up", *args], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1
 

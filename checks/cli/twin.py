@@ -24,25 +24,34 @@ def command() -> None:
 @click.option("--kubeconfig", "kubeconfig", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the kubeconfig here.")
 @click.option("--kube-version", default="1.36", show_default=True, help="Kubernetes minor the twin reports.")
+@click.option("--mig-enabled", "mig", default="none", show_default=True, metavar="all|none|0,1,...",
+              help="GPUs whose MIG mode is on at boot (Ampere needs it before DynamicMIG can partition them).")
 @click.option("--driver", is_flag=True, help="Install the NVIDIA DRA driver (real helm) once the twin serves.")
 @click.option("--chart", default="", metavar="PATH|REF",
               help="Chart for --driver: a directory (e.g. an upstream checkout's deployments/helm/"
                    "dra-driver-nvidia-gpu) or a chart reference; default: the chart shipped with dra-lab.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Chart value for --driver (repeatable; dotted keys, YAML scalars as helm --set parses them).")
-def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str, driver: bool, chart: str,
+def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str, mig: str, driver: bool, chart: str,
        sets: tuple[str, ...]) -> None:
     """Start the twin and block until interrupted; every container and thread stops on exit."""
-    from checks.twin.lambda_twin import Twin
+    from checks.catalog import load_instance
+    from checks.runner.targets import parse_mig_enabled
+    from checks.twin.lambda_twin import Twin, TwinOptions
 
     if (chart or sets) and not driver:
         raise UsageError("--chart and --set only apply with --driver", where="--driver")
     values = [parse_set(s) for s in sets]
 
     try:
-        twin = Twin(instance, kube_version=kube_version, port=port)
+        gpus = load_instance(instance).gpu.count
     except (KeyError, FileNotFoundError, ValueError) as exc:
         raise UsageError(f"unknown instance type {instance!r} ({exc})", where="--instance") from exc
+    try:
+        mig_enabled = parse_mig_enabled(mig, gpus)
+    except UsageError as exc:
+        raise UsageError(exc.message, where="--mig-enabled") from None
+    twin = Twin(instance, options=TwinOptions(kube_version=kube_version, port=port, mig_enabled=mig_enabled))
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
