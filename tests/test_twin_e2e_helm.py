@@ -113,16 +113,14 @@ def test_install_runs_plugin_and_publishes_the_4_6_a_slice(h100: tuple[Twin, Clu
 
 
 def scrape(cluster: ClusterClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """GET the gpus container's metrics and parse them with prometheus_client's parser."""
-    import urllib.request
-
+    """GET the gpus container's metrics through ``pods/proxy`` (port 8080, the chart's ``gpuHttpEndpoint``), as on
+    a cluster without exec, and parse them with prometheus_client's parser."""
     from prometheus_client.parser import text_string_to_metric_families
 
     (pod,) = plugin_pods(cluster)
-    url = metrics_endpoint(NS, pod["metadata"]["name"], "gpus")
-    assert url is not None, "the plugin serves no metrics"
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+    assert metrics_endpoint(NS, pod["metadata"]["name"], "gpus") is not None, "the plugin serves no metrics"
+    text = cluster.kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/pods/{pod['metadata']['name']}:8080/proxy/metrics"
+                           ).stdout
     out = {}
     for fam in text_string_to_metric_families(text):
         for smp in fam.samples:
