@@ -16,6 +16,7 @@
 #
 # The upstream checkout is only read (its chart is installed from its path); nothing of it is copied here.
 set -euo pipefail
+{  # the whole script is one compound command: bash parses it before running, so editing it mid-run is safe
 
 usage() {
   cat <<'USAGE'
@@ -225,3 +226,4 @@ print(f"{instance} total: {tot[0]} passed, {tot[1]} failed, {tot[2]} skipped")
 PY
 echo "details: $out/bats.tap (TAP), $out/report.xml (JUnit), $out/twin.log"
 exit "$rc"
+}
