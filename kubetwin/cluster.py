@@ -122,8 +122,8 @@ class _Exec:
 
 
 class _Endpoints:
-    """The ``pods/proxy`` endpoint source: the kubelet of the pod's node says where a container port is served
-    (``Kubelet.endpoint``, the runtime seam); until a kubelet has it, :attr:`Cluster.endpoint_fallback`."""
+    """The ``pods/proxy`` endpoint source: servers an embedder registered outside the kubelet first
+    (:attr:`Cluster.extra_endpoints`), else the kubelet of the pod's node (``Kubelet.endpoint``)."""
 
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
@@ -132,16 +132,11 @@ class _Endpoints:
         k = self._cluster.kubelet_of(namespace, pod)
         if k is None:
             return None
-        seam = getattr(k, "endpoint", None)
-        if seam is not None:
-            found: tuple[str, int] | None = seam(namespace, pod, port)
-            return found
-        return self._cluster.endpoint_fallback(namespace, pod, port)
+        return self._cluster.extra_endpoints(namespace, pod, port) or k.endpoint(namespace, pod, port)
 
 
-def _host_loopback(namespace: str, pod: str, port: int) -> tuple[str, int] | None:
-    """Containers run as host processes: a server in any pod listens on the host's loopback."""
-    return ("127.0.0.1", port)
+def _no_extra_endpoints(namespace: str, pod: str, port: int) -> tuple[str, int] | None:
+    return None
 
 
 class Cluster:
@@ -163,8 +158,9 @@ class Cluster:
         self._lock = threading.Lock()
         self.scheduler_settings = SchedulerSettings()
         """The scheduler's settings (its DRA feature gates are what the control-plane pods show)."""
-        self.endpoint_fallback: Callable[[str, str, int], tuple[str, int] | None] = _host_loopback
-        """Where a pod serves a port when its kubelet cannot say (embedders add their emulated servers)."""
+        self.extra_endpoints: Callable[[str, str, int], tuple[str, int] | None] = _no_extra_endpoints
+        """Servers of a pod's port that emulated programs run without the kubelet's ``serve_address`` (the
+        embedder knows them); None defers to the kubelet."""
 
     # -- accessors -----------------------------------------------------------------------------------
     @property

@@ -12,21 +12,27 @@ import functools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from checks.catalog import Instance, load_instance
 from checks.kube.labels import EMULATED_GPUS_LABEL
 from checks.twin.nvidia import binaries, hostfiles
-from checks.twin.nvidia.binaries.metrics import endpoint as metrics_endpoint
 from checks.twin.nvidia.binaries.webhook import resolve_service
 from checks.twin.nvidia.binaries.webhook import serving as webhook_serving
 from checks.twin.nvidia.fabric import instance_fabric, set_node_fabric
 from checks.twin.nvidia.hardware import virtual_gpus
 from checks.twin.options import TwinOptions
-from kubetwin.api.resources import core
 from kubetwin.cluster import SYSTEM_NAMESPACES, Cluster, ClusterOptions
 from kubetwin.kubelet.kubelet import KubeletConfig
 from kubetwin.nodes import NodeSpec
+
+
+def _webhook_endpoint(namespace: str, pod: str, port: int) -> tuple[str, int] | None:
+    """Where the emulated webhook server of ``pod`` serves ``port``, if it does."""
+    hostport = webhook_serving(namespace, pod, port)
+    if not hostport:
+        return None
+    host, _, p = hostport.rpartition(":")
+    return host, int(p)
 
 
 def node_name(instance_type: str, index: int = 0) -> str:
@@ -67,30 +73,8 @@ class Twin(Cluster):
             lease_interval_s=opts.lease_interval_s, kube_version=opts.kube_version, port=opts.port))
         # Webhook Services resolve to the emulated webhook server of a Ready pod of this cluster's API.
         self.options.service_resolver = functools.partial(resolve_service, self.api)
-        # Until the kubelet answers Kubelet.endpoint (runtime seam), pods/proxy finds the emulated servers here.
-        self.endpoint_fallback = self._emulated_endpoint
-
-    def _emulated_endpoint(self, namespace: str, pod: str, port: int) -> tuple[str, int] | None:
-        """Where the emulated driver serves ``port`` of ``pod`` (webhook, plugin metrics), else the host loopback
-        for pods whose containers are real processes; None for an emulated pod with nothing on that port."""
-        hostport = webhook_serving(namespace, pod, port)
-        if hostport:
-            host, _, p = hostport.rpartition(":")
-            return host, int(p)
-        obj = self.api.try_get(core("pods"), namespace, pod) or {}
-        containers = (obj.get("spec") or {}).get("containers") or []
-        for c in containers:
-            env = {e.get("name"): e.get("value") for e in c.get("env") or []}
-            if str(env.get("HTTP_ENDPOINT") or "").endswith(f":{port}"):
-                url = metrics_endpoint(namespace, pod, str(c.get("name")))
-                if url:
-                    u = urlsplit(url)
-                    return str(u.hostname), int(u.port or 80)
-        k = self.kubelet_of(namespace, pod)
-        emulated = k is not None and any(
-            (spec := k.exec_spec(namespace, pod, str(c.get("name")))) is not None and spec.program is not None
-            for c in containers)
-        return None if emulated else ("127.0.0.1", port)
+        # The emulated webhook server listens outside serve_address; pods/proxy finds it through its registry.
+        self.extra_endpoints = _webhook_endpoint
 
     def _start(self) -> None:
         super()._start()
