@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "clean": ("clean", "Remove objects left behind by earlier check runs."),
     "lab": ("lab", "Run papermill notebooks and build reports."),
     "run": ("run", "The main job: checks, notebooks and report against a twin."),
+    "plan": ("plan", "Coverage matrix, cost-optimal plans and Prow jobs from the checks."),
 }
 
 

@@ -141,8 +141,15 @@ def compare(matrix: Matrix, goal: Goal, best: Plan, universe: list[CheckInfo], m
                                         "compare")
     if len(best.runs) == 1 and best.types[0] in claim.types:
         r = best.runs[0]
-        return Comparison(claim, True, f"agrees with the roadmap ({claim.text}): {r.instance.instance_type} "
-                                       f"${r.instance.price_usd_per_hour:.2f}/h, ${r.cost_usd:.2f} a run{basis}")
+        text = (f"agrees with the roadmap ({claim.text}): {r.instance.instance_type} "
+                f"${r.instance.price_usd_per_hour:.2f}/h, ${r.cost_usd:.2f} a run{basis}")
+        if claim.usd_per_run is not None and abs(r.cost_usd - claim.usd_per_run) > 0.25 * claim.usd_per_run:
+            text += (f"; but a run costs ${r.cost_usd:.2f} ({r.wall_s / 60:.0f} min), not the roadmap's "
+                     f"~${claim.usd_per_run:.0f} ({claim.minutes_per_run or 0:.0f} min): {len(r.checks)} checks "
+                     f"take {r.check_s / 60:.0f} min and {len(r.configs)} driver configurations "
+                     f"{len(r.configs) * model.install_s / 60:.0f} min on top of {model.provision_s / 60:.0f} min "
+                     "provisioning")
+        return Comparison(claim, True, text)
     notes: list[str] = []
     for name in claim.types:
         inst = by_name.get(name)
@@ -207,7 +214,8 @@ def optimal(matrix: Matrix, goal: Goal, model: CostModel | None = None, alternat
             minimal.append(mask)
 
     def plan_of(mask: int) -> Plan:
-        chosen = sorted((runs[k] for k in range(n) if mask >> k & 1), key=lambda r: (r.cost_usd, r.instance.instance_type))
+        chosen = sorted((runs[k] for k in range(n) if mask >> k & 1),
+                        key=lambda r: (r.cost_usd, r.instance.instance_type))
         return Plan(goal, tuple(chosen), tuple(uncovered))
 
     def order(mask: int) -> tuple[float, int, tuple[str, ...]]:
@@ -236,8 +244,12 @@ def render(result: Result, schedule: Schedule | None) -> str:
     if schedule is not None:
         lines.append(f"per month ({schedule.name}, every {schedule.interval_h:g} h, {schedule.runs_per_month:.1f} "
                      f"runs): ${best.per_month(schedule):,.2f}")
+    infeasible = [c.function for c, why in best.uncovered if why.startswith("not feasible on Lambda")]
+    if infeasible:
+        lines.append(f"not feasible on any Lambda type (roadmap's list, {len(infeasible)}): {', '.join(infeasible)}")
     for c, why in best.uncovered:
-        lines.append(f"not covered: {c.function} — {why}")
+        if not why.startswith("not feasible on Lambda"):
+            lines.append(f"not covered: {c.function} — {why}")
     for alt in result.alternatives:
         lines.append(f"alternative: {' + '.join(alt.types)} ${alt.cost_usd:.2f} a run")
     if result.comparison is not None:

@@ -38,9 +38,17 @@ class Scope:
     """At most this many GPUs (None: no limit)."""
     cpu_arch: str | None = None
     """Only this host architecture (``arm64`` for the arm64 use case); None: any."""
+    architecture: str | None = None
+    """Only this GPU architecture (``Blackwell`` for the B200 validation); None: any."""
+    only: tuple[str, ...] = ()
+    """Only these instance types (a job the roadmap pins to a type); empty: any."""
 
     def why_not(self, inst: Instance) -> str | None:
         """None if ``inst`` is in scope, else why not (one phrase)."""
+        if self.only and inst.instance_type not in self.only:
+            return f"the goal is pinned to {', '.join(self.only)}"
+        if self.architecture and inst.gpu.architecture != self.architecture:
+            return f"the goal is {self.architecture}; {inst.instance_type} has {inst.gpu.architecture}"
         if inst.gpu.count < self.min_gpus:
             return f"the goal needs {self.min_gpus}+ GPUs; {inst.instance_type} has {inst.gpu.count}"
         if self.max_gpus is not None and inst.gpu.count > self.max_gpus:
@@ -57,6 +65,10 @@ class Scope:
             parts.append(f"≤{self.max_gpus} GPU(s)")
         if self.cpu_arch:
             parts.append(self.cpu_arch)
+        if self.architecture:
+            parts.append(self.architecture)
+        if self.only:
+            parts.append("pinned to " + ", ".join(self.only))
         return ", ".join(parts) or "any instance type"
 
 
@@ -68,6 +80,10 @@ class RoadmapClaim:
     """The instance type(s) the roadmap names as the cheapest for this use case."""
     text: str
     """The roadmap's words, for the comparison line."""
+    usd_per_run: float | None = None
+    """The roadmap's cost of one run, where it gives one."""
+    minutes_per_run: float | None = None
+    """The roadmap's wall time of one run, where it gives one."""
 
 
 @dataclass(frozen=True)
@@ -81,13 +97,15 @@ class UseCase:
     markers: str | None = None
     """pytest ``-m`` expression selecting its checks; None = every check (unless ``needs`` narrows)."""
     needs: tuple[str, ...] = ()
-    """Names of :class:`~checks.suite.capabilities.Needs` fields; a check declaring any of them is selected too."""
+    """Names of :class:`~checks.catalog.needs.Needs` fields; a check declaring any of them is selected too."""
     scope: Scope = Scope()
     """Instance types the use case may use."""
     roadmap: RoadmapClaim | None = None
     """The roadmap's claim to compare the derived choice with."""
     aliases: tuple[str, ...] = ()
     """Other spellings accepted by ``--goal`` (e.g. ``2+ GPUs``)."""
+    schedule: str = "nightly"
+    """The schedule its monthly cost assumes unless ``--schedule`` says otherwise."""
 
 
 USE_CASES: dict[str, UseCase] = {u.name: u for u in (
@@ -109,6 +127,15 @@ USE_CASES: dict[str, UseCase] = {u.name: u for u in (
     UseCase("full", "every check that can run on some Lambda instance type",
             aliases=("full coverage", "full-coverage", "all"),
             roadmap=RoadmapClaim(("gpu_8x_h100_sxm5",), "full coverage: gpu_8x_h100_sxm5 $31.92")),
+    UseCase("nightly", "roadmap item 5: the full single-GPU set plus upgrade/downgrade and stress, every 6 h",
+            markers="not multi_gpu", scope=Scope(max_gpus=1), schedule="nightly"),
+    UseCase("weekly", "roadmap item 11: the full GPU target (static MIG, stress, upgrade, multi-GPU) once a week",
+            scope=Scope(only=("gpu_8x_h100_sxm5",)), schedule="weekly",
+            roadmap=RoadmapClaim(("gpu_8x_h100_sxm5",), "weekly multi-GPU: gpu_8x_h100_sxm5, ~$16 a run (30 min)",
+                                 usd_per_run=16.0, minutes_per_run=30.0)),
+    UseCase("b200", "roadmap item 9: the presubmit set plus compute domains on Blackwell (CDs auto-enable there)",
+            markers="(fastfeedback and not multi_gpu) or compute_domains", needs=("compute_domains", "imex"),
+            scope=Scope(max_gpus=1, architecture="Blackwell"), aliases=("b200 validation",)),
     UseCase("arm64", "the presubmit set on the Arm host", markers="fastfeedback and not multi_gpu",
             scope=Scope(max_gpus=1, cpu_arch="arm64"),
             roadmap=RoadmapClaim(("gpu_1x_gh200",), "arm64: gpu_1x_gh200 $2.29")),

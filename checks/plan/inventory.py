@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 
-
 @dataclass(frozen=True)
 class CheckInfo:
     """One collected check and what selection depends on."""

@@ -1,6 +1,6 @@
 """Coverage matrix: every check × every instance type → run (with an expected duration) or skip (with the reason).
 
-The verdict is the suite's own: :func:`checks.suite.capabilities.why_not` on the check's declared needs and
+The verdict is the suite's own: :func:`checks.catalog.needs.why_not` on the check's declared needs and
 the instance's params — the rule ``dra-lab check`` applies before a check starts (``--dry-run`` prints the
 same decisions). Planning is for real Lambda instances, so the capabilities are those of a real cluster
 (real GPUs, internet) with opt-in checks allowed; a disruptive check is marked as needing ``--disruptive``.
@@ -13,15 +13,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from checks.catalog import Instance, all_instances
+from checks.catalog.needs import Capabilities, Needs, why_not
 from checks.plan.durations import Duration, Durations
 from checks.plan.inventory import CheckInfo, collect_checks
-from checks.suite.capabilities import Capabilities, Needs, why_not
 
 
 @dataclass(frozen=True)
@@ -163,9 +163,12 @@ class Matrix:
                 lines.append(f"- {c.function} on {', '.join(ts)}: {r}")
         return "\n".join(lines) + "\n"
 
+    def to_json_text(self) -> str:
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
     def render(self, fmt: str) -> str:
-        renderers = {"md": self.to_markdown, "csv": self.to_csv,
-                     "json": lambda: json.dumps(self.to_json(), indent=2) + "\n"}
+        renderers: dict[str, Callable[[], str]] = {"md": self.to_markdown, "csv": self.to_csv,
+                                                   "json": self.to_json_text}
         return renderers[fmt]()
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from checks.catalog import Instance, load_instance
+from checks.catalog import needs as C
 from checks.driver import names
 from checks.errors import UsageError
 from checks.kube.labels import EMULATED_GPUS_LABEL
@@ -39,7 +40,6 @@ from checks.scenarios.driverconfig import (
     InstallState,
     for_instance,
 )
-from checks.suite import capabilities as C
 from checks.suite.context import CheckContext
 from checks.suite.settings import FLAGS, OPTIONS, SuiteSettings, from_pytest
 
@@ -303,6 +303,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs(**requirements): hardware/cluster capabilities the check needs")
     config.addinivalue_line("markers", "driver(config): the DriverConfig the check runs under")
+    config.addinivalue_line("markers", "roadmap(*items): roadmap.md item numbers the check carries out (the coverage "
+                                       "matrix of `dra-lab plan` counts them)")
     for tag, text in UPSTREAM_TAGS.items():
         config.addinivalue_line("markers", f"{tag}: {text}")
     try:

@@ -201,6 +201,7 @@ def _free(ctx: CheckContext, indexes: list[int]) -> None:
         ctx.gone("pods", f"mig-{i}")
 
 
+@pytest.mark.roadmap(6)
 def test_mig_over_capacity(ctx: CheckContext) -> None:
     """TC-MIG-DYN-004: N claims of the smallest profile land exactly where the oracle predicts (device names
     in scheduler order), every pod sees its MIG device, and claim N+1 stays Pending/Unschedulable with
@@ -224,6 +225,7 @@ def test_mig_over_capacity(ctx: CheckContext) -> None:
     assert not R.allocation_results(ctx.get("resourceclaims", "mig-extra"))
 
 
+@pytest.mark.roadmap(6)
 def test_mig_fragmentation(ctx: CheckContext) -> None:
     """TC-MIG-DYN-005: fill the GPU with the smallest profile, free all but the oracle's
     ``fragmentation_blocker`` for the 3g profile (e.g. 1g at two slices, one in each 3g window), then a 3g

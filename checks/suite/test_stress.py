@@ -18,7 +18,7 @@ from checks.scenarios import stress
 from checks.suite.context import CheckContext
 from checks.suite.plugin import Suite
 
-pytestmark = [pytest.mark.stress, pytest.mark.fastfeedback]
+pytestmark = [pytest.mark.stress, pytest.mark.fastfeedback, pytest.mark.roadmap(2)]
 
 
 def _stats(values: list[float]) -> dict[str, float]:

@@ -4,6 +4,9 @@ Every check declares its needs with ``@pytest.mark.needs(...)``; the plugin deci
 instance's params plus facts read live from the cluster (ResourceSlices), and a skip always says why in
 words a person understands ("needs 2 GPUs; gpu_1x_a10 has 1"). This replaces the upstream Lambda CI's
 per-GPU-type case statement (upstream-e2e-tests.md §4.2) with declared capabilities.
+
+It lives in the catalog (not in the suite) because the planner (``checks.plan``: coverage matrix, cost,
+Prow jobs) decides with the very same rule for every instance type without importing the pytest suite.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from checks.catalog import Instance
+from checks.catalog.schema import Instance
 
 
 @dataclass(frozen=True)
