@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from checks.catalog import Instance
 from checks.errors import UsageError
@@ -102,6 +102,45 @@ class StressParams(ClusterParams):
     """Uninstall the driver at the end."""
 
 
+class CoverageParams(_Params):
+    """``coverage_plan``: matrix, cost-optimal plan and monthly cost for one goal (no cluster)."""
+
+    goal: str = "full"
+    """A roadmap §4.4 use case, ``markers=EXPR`` or ``checks=NAME,...`` (as ``dra-lab plan cost --goal``)."""
+    schedules: list[str] = Field(default_factory=lambda: ["nightly", "weekly"])
+    """Schedules whose monthly cost is shown."""
+    outputs_root: str = ""
+    """Where earlier results.json give measured durations ('' = the outputs folder this run writes into)."""
+    provision_min: float = Field(default=15.0, ge=0)
+    """Provisioning overhead per run, minutes."""
+
+    @field_validator("goal")
+    @classmethod
+    def _goal_shape(cls, value: str) -> str:
+        from checks.plan.goals import compile_markers, use_case
+
+        key, sep, rest = value.partition("=")
+        if use_case(value) is not None or (sep and key.strip() in ("checks", "k") and rest.strip()):
+            return value
+        if sep and key.strip() in ("markers", "m") and rest.strip():
+            try:
+                compile_markers(rest.strip(), "goal")
+            except UsageError as exc:
+                raise ValueError(exc.message) from None
+            return value
+        raise ValueError("expected a use case, markers=EXPR or checks=NAME,...")
+
+    @field_validator("schedules")
+    @classmethod
+    def _known_schedules(cls, value: list[str]) -> list[str]:
+        from checks.plan.goals import SCHEDULES
+
+        bad = [s for s in value if s not in SCHEDULES]
+        if bad or not value:
+            raise ValueError(f"unknown schedule {bad[0] if bad else '(none)'!r} (known: {', '.join(SCHEDULES)})")
+        return value
+
+
 def _no_twin_options(_inst: Instance) -> TwinOptions:
     return TwinOptions()
 
@@ -140,6 +179,9 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                      summary="Cluster: DynamicMIG over-capacity and fragmentation vs the MIG oracle."),
         NotebookSpec("stress_timing", NOTEBOOK_DIR / "stress_timing.ipynb", StressParams, needs_cluster=True,
                      summary="Cluster: N pods x M iterations on one claim, pod start latency percentiles."),
+        NotebookSpec("coverage_plan", NOTEBOOK_DIR / "coverage_plan.ipynb", CoverageParams, needs_cluster=False,
+                     summary="No cluster: which checks run on which type, the cheapest plan for a goal, its cost "
+                             "per month."),
     )
 }
 
@@ -195,5 +237,5 @@ def validate(spec: NotebookSpec, facts: Mapping[str, Any], overrides: Mapping[st
     return model.model_dump()
 
 
-__all__ = ["NOTEBOOKS", "ClusterParams", "DynmigParams", "ImexParams", "NotebookSpec", "StressParams",
+__all__ = ["NOTEBOOKS", "ClusterParams", "CoverageParams", "DynmigParams", "ImexParams", "NotebookSpec", "StressParams",
            "instance_facts", "notebook", "parse_overrides", "validate"]

@@ -130,6 +130,43 @@ def bar_figure(labels: Sequence[str], series: Mapping[str, Sequence[float]], *, 
     return fig
 
 
+def heatmap_figure(rows: Sequence[str], cols: Sequence[str], values: Sequence[Sequence[float | None]], *,
+                   title: str, unit: str) -> Figure:
+    """A rows × cols grid: a colour for each value, grey for None (e.g. a check skipped on an instance type)."""
+    import numpy as np
+
+    data = np.array([[np.nan if v is None else float(v) for v in row] for row in values], dtype=float)
+    fig, ax = plt.subplots(figsize=(0.55 * len(cols) + 4.5, 0.28 * len(rows) + 2.2))
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("#dddddd")
+    image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap=cmap)
+    ax.set_xticks(range(len(cols)), list(cols), rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(rows)), list(rows), fontsize=7)
+    ax.set_xlabel("instance type")
+    ax.set_ylabel("check")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label=unit)
+    ax.legend(handles=[Patch(facecolor="#dddddd", label="skipped (see the reasons)")], loc="upper left",
+              bbox_to_anchor=(1.18, 1.0), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def lines_figure(x: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str, xlabel: str,
+                 ylabel: str) -> Figure:
+    """One line per series over a shared x axis (e.g. cumulative cost per schedule over a month)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, values in series.items():
+        ax.plot(list(x), list(values), label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(linestyle=":", linewidth=0.6)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def save(fig: Figure, path: Path) -> Path:
     """Write ``fig`` as PNG and release it (notebooks keep many figures otherwise)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,4 +175,5 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
-__all__ = ["bar_figure", "cdf_figure", "occupancy_figure", "save", "timeline_figure"]
+__all__ = ["bar_figure", "cdf_figure", "heatmap_figure", "lines_figure", "occupancy_figure", "save",
+           "timeline_figure"]
