@@ -233,7 +233,8 @@ def problems(config: Any) -> list[str]:
         if name in names:
             out.append(f"{path}.name: {name!r} is also the name of {names[name]}")
         names.setdefault(name, path)
-        ann = job.get("annotations") if isinstance(job.get("annotations"), dict) else {}
+        raw_ann = job.get("annotations")
+        ann: dict[str, Any] = raw_ann if isinstance(raw_ann, dict) else {}
         tab = ann.get("testgrid-tab-name", name)
         for dash in (d.strip() for d in str(ann.get("testgrid-dashboards", "")).split(",") if d.strip()):
             if (dash, tab) in tabs:
