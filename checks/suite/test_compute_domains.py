@@ -121,6 +121,7 @@ def assert_channels(log: str, expected: list[int], clique: bool) -> None:
         assert parts[5] == f"{ch}", f"channel{ch} has minor {parts[5]}"
 
 
+@pytest.mark.roadmap(9)
 def test_controller_running(ctx: CheckContext) -> None:
     """B200 presubmit (roadmap 9): the compute-domain controller runs, logs its manager config, and the CD plugin
     publishes exactly ``channel-0`` and ``daemon-0`` per node (§11.4)."""
@@ -138,6 +139,7 @@ def test_controller_running(ctx: CheckContext) -> None:
     ctx.record["fabric_clique"] = clique_node(ctx)
 
 
+@pytest.mark.roadmap(10)
 def test_channel_injection_lifecycle(ctx: CheckContext) -> None:
     """CI1 + CM1 + CM4: a ComputeDomain (numNodes 1) → controller objects → the workload sees ``channel0`` (clique
     node) → CD ``Ready`` with this node; workload deleted → the daemon leaves (``Successfully removed daemon …
@@ -198,6 +200,7 @@ def test_channel_injection_lifecycle(ctx: CheckContext) -> None:
     assert cd.CD_LABEL not in (K.get(ctx.cluster, "nodes", node)["metadata"].get("labels") or {})
 
 
+@pytest.mark.roadmap(10)
 def test_all_channels(ctx: CheckContext) -> None:
     """CI2 (never runs upstream: its version gate is always true): ``allocationMode: All`` injects channel0 …
     channel2047 on a clique node (bats asserts ``channel2047`` and ``channel222``)."""
