@@ -295,20 +295,29 @@ def test_schema_rejects_what_prow_rejects(generated: PR.Generated, mutate: Any, 
     assert any(expect in p for p in found), found
 
 
-def test_nightly_job_command_line_selects_the_planned_checks(generated: PR.Generated, tmp_path: Path) -> None:
-    """The nightly job's ``dra-lab check`` args (env-expanded as the pod sees them), dry-run for its instance type,
-    run exactly the checks its plan put on that run."""
-    nightly = [n for n in generated.plans if "-nightly" in n]
-    assert nightly
-    for name in nightly:
-        job = _job(generated.config, name)
+def _any_job(config: dict[str, Any], name: str) -> dict[str, Any]:
+    jobs = [*config["periodics"], *config["presubmits"]["kubernetes-sigs/dra-driver-nvidia-gpu"]]
+    return next(j for j in jobs if j["name"] == name)
+
+
+@pytest.mark.parametrize("key", ["-nightly", "-b200"])
+def test_job_command_line_selects_the_planned_checks(generated: PR.Generated, key: str, tmp_path: Path) -> None:
+    """The nightly (and B200) job's ``dra-lab check`` args (env-expanded as the pod sees them), dry-run for its
+    instance type, run exactly the checks its plan put on that run."""
+    names = [n for n in generated.plans if key in n]
+    assert names
+    for name in names:
+        job = _any_job(generated.config, name)
         args = PR.dra_lab_args(job)
         plan, index = generated.plans[name]
         run = plan.runs[index]
         assert args[:3] == ["check", "--instance", run.instance.instance_type]
         selected, _skipped = dry_run_selection(args, tmp_path / name)
         assert selected == {c.name for c in run.checks}
-        assert {c.function for c in run.checks} >= {"test_shared_claim_many_pods"}, "stress is in the nightly set"
+        if key == "-nightly":
+            assert {c.function for c in run.checks} >= {"test_shared_claim_many_pods"}, "stress is nightly"
+        else:
+            assert "--profile" in args and any(c.needs.get("compute_domains") for c in run.checks)
 
 
 def test_use_cases_cover_the_roadmap_table() -> None:
@@ -345,3 +354,10 @@ def test_coverage_notebook_rejects_a_bad_goal_before_starting(tmp_path: Path,
               "-p", "goal=everything-cheap"])
     assert exc.value.code == 2
     assert "goal" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
+def test_dry_run_lists_only_what_the_marker_expression_selects(tmp_path: Path) -> None:
+    """The plan of a job is its ``-m`` selection: deselected checks are neither "run" nor "skip" in the dry run."""
+    run, skip = dry_run_selection(["check", "--instance", "gpu_1x_a10", "-m", "stress or multi_gpu"], tmp_path)
+    assert run == {"test_stress.py::test_shared_claim_many_pods"}
+    assert skip and all("two" in s or "distinct" in s for s in skip), skip

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from _pytest.mark.expression import Expression  # pytest's own -m grammar, so goals select what -m selects
 
-from checks.catalog import Instance
+from checks.catalog import Instance, compute_domains_enabled
 from checks.errors import UsageError
 from checks.plan.inventory import CheckInfo
+from checks.runner.profiles import PROFILES
 
 HOURS_PER_MONTH = 365.25 * 24 / 12
 """Average month (730.5 h): what "per month" means in every cost here."""
@@ -39,7 +40,10 @@ class Scope:
     cpu_arch: str | None = None
     """Only this host architecture (``arm64`` for the arm64 use case); None: any."""
     architecture: str | None = None
-    """Only this GPU architecture (``Blackwell`` for the B200 validation); None: any."""
+    """Only this GPU architecture; None: any."""
+    compute_domains: bool = False
+    """Only types where compute domains auto-enable (upstream CI's *b200/*gb200/*gb300 rule, as the b200
+    validation profile requires)."""
     only: tuple[str, ...] = ()
     """Only these instance types (a job the roadmap pins to a type); empty: any."""
 
@@ -49,6 +53,8 @@ class Scope:
             return f"the goal is pinned to {', '.join(self.only)}"
         if self.architecture and inst.gpu.architecture != self.architecture:
             return f"the goal is {self.architecture}; {inst.instance_type} has {inst.gpu.architecture}"
+        if self.compute_domains and not compute_domains_enabled(inst):
+            return f"the goal needs compute domains enabled; {inst.instance_type} is not a *b200/*gb200/*gb300 type"
         if inst.gpu.count < self.min_gpus:
             return f"the goal needs {self.min_gpus}+ GPUs; {inst.instance_type} has {inst.gpu.count}"
         if self.max_gpus is not None and inst.gpu.count > self.max_gpus:
@@ -67,6 +73,8 @@ class Scope:
             parts.append(self.cpu_arch)
         if self.architecture:
             parts.append(self.architecture)
+        if self.compute_domains:
+            parts.append("compute domains enabled")
         if self.only:
             parts.append("pinned to " + ", ".join(self.only))
         return ", ".join(parts) or "any instance type"
@@ -106,6 +114,8 @@ class UseCase:
     """Other spellings accepted by ``--goal`` (e.g. ``2+ GPUs``)."""
     schedule: str = "nightly"
     """The schedule its monthly cost assumes unless ``--schedule`` says otherwise."""
+    profile: str | None = None
+    """A ``dra-lab check --profile`` whose marker expression the use case is (its job passes the profile)."""
 
 
 USE_CASES: dict[str, UseCase] = {u.name: u for u in (
@@ -133,9 +143,9 @@ USE_CASES: dict[str, UseCase] = {u.name: u for u in (
             scope=Scope(only=("gpu_8x_h100_sxm5",)), schedule="weekly",
             roadmap=RoadmapClaim(("gpu_8x_h100_sxm5",), "weekly multi-GPU: gpu_8x_h100_sxm5, ~$16 a run (30 min)",
                                  usd_per_run=16.0, minutes_per_run=30.0)),
-    UseCase("b200", "roadmap item 9: the presubmit set plus compute domains on Blackwell (CDs auto-enable there)",
-            markers="(fastfeedback and not multi_gpu) or compute_domains", needs=("compute_domains", "imex"),
-            scope=Scope(max_gpus=1, architecture="Blackwell"), aliases=("b200 validation",)),
+    UseCase("b200", "roadmap item 9: the `--profile b200` set where compute domains auto-enable",
+            markers=PROFILES["b200"].markers, profile="b200", scope=Scope(max_gpus=1, compute_domains=True),
+            aliases=("b200 validation",)),
     UseCase("arm64", "the presubmit set on the Arm host", markers="fastfeedback and not multi_gpu",
             scope=Scope(max_gpus=1, cpu_arch="arm64"),
             roadmap=RoadmapClaim(("gpu_1x_gh200",), "arm64: gpu_1x_gh200 $2.29")),

@@ -97,8 +97,8 @@ JOBS: tuple[JobSpec, ...] = (
             "every 6h (roadmap item 5)", interval="6h", extra_args=("--disruptive",)),
     JobSpec("weekly", "periodic", "weekly", "dra-lab: full GPU target on gpu_8x_h100_sxm5 weekly (roadmap "
             "item 11)", cron="0 4 * * 0", extra_args=("--disruptive",)),
-    JobSpec("b200", "presubmit", "b200", "dra-lab B200 validation: presubmit set plus compute domains and "
-            "controller metrics (roadmap item 9)", always_run=False),
+    JobSpec("b200", "presubmit", "b200", "dra-lab B200 validation (--profile b200): presubmit set with compute "
+            "domains, controller and its metrics (roadmap item 9)", always_run=False),
 )
 
 
@@ -109,7 +109,9 @@ def _short(instance_type: str) -> str:
 def check_args(goal: Goal, extra: tuple[str, ...]) -> list[str]:
     """The ``dra-lab check`` command line of a job (``$(GPU_TYPE)`` is expanded by Kubernetes from the env)."""
     args = ["dra-lab", "check", "--instance", "$(GPU_TYPE)"]
-    if goal.markers:
+    if goal.use_case is not None and goal.use_case.profile:
+        args += ["--profile", goal.use_case.profile]
+    elif goal.markers:
         args += ["-m", goal.markers]
     return args + list(extra)
 

@@ -342,6 +342,7 @@ def config_of(item: pytest.Item) -> DriverConfig:
     return for_instance(cfg, suite_of(item.config).instance)
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection: the dry run lists what would really run or skip
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # Group by driver configuration (default first), keeping file order inside a group.
     order = {id(it): i for i, it in enumerate(items)}
