@@ -25,7 +25,7 @@ from checks.catalog import Instance, all_instances
 from checks.cli import main
 from checks.plan import cost as C
 from checks.plan import prow as PR
-from checks.plan.durations import Durations
+from checks.plan.durations import Durations, Sample
 from checks.plan.goals import SCHEDULES, USE_CASES, parse_goal
 from checks.plan.inventory import CheckInfo, collect_checks
 from checks.plan.matrix import Matrix
@@ -126,6 +126,10 @@ def test_measured_durations_replace_estimates(tmp_path: Path, matrix: Matrix) ->
     assert other is not None and other.source == "measured:gpu_1x_a10", "a real measurement beats a twin one"
     untouched = next(c for c in matrix.checks if c.function == "test_two_pods_share_one_claim")
     assert m.cell(untouched, "gpu_1x_a10").duration == matrix.cell(untouched, "gpu_1x_a10").duration
+    stress = next(c for c in matrix.checks if c.function == "test_shared_claim_many_pods")
+    for secs in (5.0, 400.0):  # a twin time is a floor: it replaces the estimate only when longer
+        twin_only = Durations([Sample("gpu_1x_a10", stress.name, secs, real=False)])(stress, "gpu_1x_a10")
+        assert (twin_only.seconds, twin_only.source) == ((120, "estimate") if secs < 120 else (secs, "twin"))
 
 
 # -- cost --------------------------------------------------------------------------------------------------------

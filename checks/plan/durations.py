@@ -2,9 +2,9 @@
 
 Measurements come from the suite's own ``outputs/<instance>/checks/<run-id>/results.json`` (written by every
 ``dra-lab check`` run). A run against a real cluster (``emulated_gpus: false``) is a **measurement**; a run
-against a twin is kept apart (**twin**): the twin pulls no images and runs no CUDA, so its times are a floor,
-not a price basis. The median of all runs counts; a check's time includes its setup, so the first check of a
-driver configuration carries that installation.
+against a twin is kept apart (**twin**): the twin pulls no images and runs no CUDA, so its time is a floor —
+it replaces the estimate only where it is longer. The median of all runs counts; a check's time includes its
+setup, so the first check of a driver configuration carries that installation.
 
 Without a measurement the estimate is the largest of the rules in :data:`ESTIMATES` that apply — each rule
 says where its number comes from. Every duration carries its source, and reports print it.
@@ -125,14 +125,17 @@ class Durations:
         return cls(read_samples(outputs) if outputs is not None and outputs.is_dir() else ())
 
     def __call__(self, check: CheckInfo, instance: str) -> Duration:
+        """Real measurement (this type, else another), else the estimate — raised to a twin measurement when the
+        twin was slower (a twin time is a floor: no image pulls, no CUDA)."""
+        guess = estimate(check)
         for real, word in ((True, "measured"), (False, "twin")):
             per_type = self._by.get((check.name, real))
             if not per_type:
                 continue
-            if instance in per_type:
-                vals = per_type[instance]
-                return Duration(round(statistics.median(vals), 1), word, len(vals))
-            other = sorted(per_type)[0]
-            vals = per_type[other]
-            return Duration(round(statistics.median(vals), 1), f"{word}:{other}", len(vals))
-        return estimate(check)
+            where = instance if instance in per_type else sorted(per_type)[0]
+            vals = per_type[where]
+            found = Duration(round(statistics.median(vals), 1), word if where == instance else f"{word}:{where}",
+                             len(vals))
+            if real or found.seconds > guess.seconds:
+                return found
+        return guess
