@@ -161,6 +161,7 @@ def test_roadmap_table_reproduced_where_right_and_disagreements_said(matrix: Mat
 
     presubmit, arm = outcome("presubmit"), outcome("arm64")
     assert presubmit.best.types == ("gpu_1x_a10",) and presubmit.comparison and presubmit.comparison.agrees
+    assert "6 types run the whole set alone ($1.29–6.99/h" in presubmit.comparison.text, "any single GPU will do"
     assert arm.best.types == ("gpu_1x_gh200",) and arm.comparison and arm.comparison.agrees
     dyn = outcome("dynmig")
     assert dyn.comparison is not None and not dyn.comparison.agrees

@@ -149,6 +149,12 @@ def compare(matrix: Matrix, goal: Goal, best: Plan, universe: list[CheckInfo], m
                      f"take {r.check_s / 60:.0f} min and {len(r.configs)} driver configurations "
                      f"{len(r.configs) * model.install_s / 60:.0f} min on top of {model.provision_s / 60:.0f} min "
                      "provisioning")
+        if len(claim.types) > 1:
+            alone = [i for i in matrix.instances if goal.scope.why_not(i) is None
+                     and not _describe_missing(matrix, best.types, universe, i)]
+            prices = sorted(i.price_usd_per_hour for i in alone)
+            text += (f"; {len(alone)} types run the whole set alone (${prices[0]:.2f}–{prices[-1]:.2f}/h: "
+                     f"{', '.join(i.instance_type for i in alone)})") if alone else ""
         return Comparison(claim, True, text)
     notes: list[str] = []
     for name in claim.types:
