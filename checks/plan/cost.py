@@ -150,11 +150,11 @@ def compare(matrix: Matrix, goal: Goal, best: Plan, universe: list[CheckInfo], m
                      f"{len(r.configs) * model.install_s / 60:.0f} min on top of {model.provision_s / 60:.0f} min "
                      "provisioning")
         if len(claim.types) > 1:
-            alone = [i for i in matrix.instances if goal.scope.why_not(i) is None
+            singles = [i for i in matrix.instances if goal.scope.why_not(i) is None
                      and not _describe_missing(matrix, best.types, universe, i)]
-            prices = sorted(i.price_usd_per_hour for i in alone)
-            text += (f"; {len(alone)} types run the whole set alone (${prices[0]:.2f}–{prices[-1]:.2f}/h: "
-                     f"{', '.join(i.instance_type for i in alone)})") if alone else ""
+            prices = sorted(i.price_usd_per_hour for i in singles)
+            text += (f"; {len(singles)} types run the whole set alone (${prices[0]:.2f}–{prices[-1]:.2f}/h: "
+                     f"{', '.join(i.instance_type for i in singles)})") if singles else ""
         return Comparison(claim, True, text)
     notes: list[str] = []
     for name in claim.types:
