@@ -21,7 +21,7 @@ from typing import Any, cast
 from checks.driver import gates as gate_table
 from checks.driver import logs, names
 from checks.driver.slices import GpuFacts
-from checks.twin.nvidia import channels, smi
+from checks.twin.nvidia import channels, mig_state, smi
 from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin, now, slice_bodies
 from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 from checks.twin.nvidia.binaries.mps import CONTROL_BINARY, MpsDaemons, run_mps_control
@@ -109,7 +109,8 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         core, resource = k8s.CoreV1Api(api_client), k8s.ResourceV1Api(api_client)
         node_uid = str(api_client.sanitize_for_serialization(core.read_node(node))["metadata"]["uid"])
         version = _kubernetes_version(api_client)
-        gpus = node_gpus(node)
+        # NVML's view now: MIG mode and existing MIG devices as the node's nvidia-smi left them (static MIG).
+        gpus = mig_state.apply(node_gpus(node), mig_state.state_file(ctx))
         bodies, lines = slice_bodies(node, node_uid, gpus, gates, version)
 
         def read_claim(namespace: str, name: str) -> dict[str, Any]:
@@ -304,6 +305,7 @@ def register() -> None:
     register_emulated_image(names.IMAGE_REPOSITORY, resolve)
     smi.register()
     channels.register()
+    mig_state.install(node_gpus)
 
 
 __all__ = ["PROGRAMS", "node_gpus", "register", "resolve", "run_controller", "run_gpu_plugin", "set_node_gpus"]
