@@ -178,7 +178,7 @@ export TEST_EXPECTED_IMAGE_SPEC_SUBSTRING="$version"
 export TEST_GPU_STRESS_PODS_N=${TEST_GPU_STRESS_PODS_N:-12}        # the Makefile's values outside CI
 export TEST_GPU_STRESS_ITERATIONS=${TEST_GPU_STRESS_ITERATIONS:-2}
 export TEST_GPU_STRESS_DELAY=${TEST_GPU_STRESS_DELAY:-1}
-export NVMM_PATH="$upstream/tests/bats/lib/lambda"                # Lambda CI's no-op nvmm
+export NVMM_PATH=${NVMM_PATH:-"$upstream/tests/bats/lib/lambda"}  # default: Lambda CI's no-op nvmm; dra-lab's real one: scripts/nvmm
 filter=()
 $all_basics || filter=(--negative-filter '^basics: GPU Operator installed$')
 # Upstream Lambda CI's own rule (hack/ci/lambda/e2e-test.sh): hosts with fewer than 2 GPUs skip `multi-gpu` tests.

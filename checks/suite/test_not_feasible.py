@@ -20,8 +20,6 @@ NOT_FEASIBLE: dict[str, str] = {
         "which a Lambda VM does not give"),
     "real_xid_injection": (
         "NVMLDeviceHealthCheck with real XID errors: injecting XIDs needs a debug driver or a faulty GPU"),
-    "gpu_operator_static_mig": (
-        "SM1–SM3: static MIG through the GPU Operator's nvidia-mig-manager (nvmm); Lambda runs no GPU Operator"),
     "gpu_operator_basics": (
         "B2–B3, B8: GPU Operator presence and CD controller image checks assume an Operator-managed cluster"),
     "kubelet_restart_over_ssh": (
