@@ -14,7 +14,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from kubetwin.controllers.jobs import JobController
 from kubetwin.controllers.namespace import NamespaceController, ServiceAccountController
 from kubetwin.controllers.replicasets import DeploymentController, ReplicaSetController
 from kubetwin.controllers.resourceclaim import ResourceClaimController
+from kubetwin.errors import ConfigError
 from kubetwin.kubelet.kubelet import Kubelet, KubeletConfig
 from kubetwin.nodes import NodeAgent, NodeSpec, node_object
 from kubetwin.scheduler.dra.state import Features
@@ -64,6 +65,10 @@ class ClusterOptions:
     """HTTPS port on 127.0.0.1 (0: any free port)."""
     service_resolver: ServiceResolver = no_endpoints
     """How admission webhooks reach a Service's Ready pod (default: no endpoints, like a cluster without one)."""
+    feature_gates: Mapping[str, bool] = field(default_factory=dict)
+    """DRA feature gates set explicitly (kubeadm's ``featureGates``, e.g. Lambda CI's ``DRAExtendedResource=true``
+    on 1.35) over the defaults of :attr:`kube_version`; the scheduler honours them and the control-plane pods
+    show them."""
     control_plane_pods: bool = True
     """Publish kube-apiserver, kube-scheduler, kube-controller-manager and etcd mirror pods on the first node
     (:mod:`kubetwin.controlplane`), as a kubeadm cluster shows them."""
@@ -79,6 +84,20 @@ _DRA_GATES: dict[str, str] = {
     "extended_resource": "DRAExtendedResource",
 }
 """Scheduler :class:`Features` field → the Kubernetes feature gate it stands for."""
+
+
+def features_for(kube_version: str, gates: Mapping[str, bool]) -> Features:
+    """The scheduler features of Kubernetes ``kube_version`` (``1.36``) with ``gates`` set explicitly."""
+    try:
+        minor = int(kube_version.removeprefix("v").split(".")[1])
+    except (IndexError, ValueError) as exc:
+        raise ConfigError(f"kube version {kube_version!r} is not of the form 1.36", where="kube_version") from exc
+    by_gate = {gate: name for name, gate in _DRA_GATES.items()}
+    unknown = sorted(set(gates) - set(by_gate))
+    if unknown:
+        raise ConfigError(f"unknown DRA feature gate {unknown[0]!r} (known: {', '.join(sorted(by_gate))})",
+                          where="feature_gates")
+    return replace(Features.for_version(minor), **{by_gate[g]: bool(v) for g, v in gates.items()})
 
 
 def feature_gates(features: Features) -> dict[str, bool]:
@@ -156,8 +175,10 @@ class Cluster:
         self._agents: list[NodeAgent] = []
         self._started = False
         self._lock = threading.Lock()
-        self.scheduler_settings = SchedulerSettings()
-        """The scheduler's settings (its DRA feature gates are what the control-plane pods show)."""
+        self.scheduler_settings = SchedulerSettings(features=features_for(self.options.kube_version,
+                                                                          self.options.feature_gates))
+        """The scheduler's settings: the DRA gates of the Kubernetes version, plus the explicit ones (what the
+        control-plane pods show)."""
         self.extra_endpoints: Callable[[str, str, int], tuple[str, int] | None] = _no_extra_endpoints
         """Servers of a pod's port that emulated programs run without the kubelet's ``serve_address`` (the
         embedder knows them); None defers to the kubelet."""

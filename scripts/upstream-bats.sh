@@ -37,6 +37,8 @@ usage: scripts/upstream-bats.sh [options] [BATS_FILE ...]
   --mig-enabled GPUS  MIG mode at twin boot: all, none (default) or indexes like 0,1 — Ampere needs it on before
                       DynamicMIG partitions a GPU; run test_gpu_dynmig in its own lane with it, as upstream's
                       tests-gpu-dynmig target does
+  --feature-gates G   DRA gates over the Kubernetes version's defaults, e.g. Lambda CI's on 1.35:
+                      DRAExtendedResource=true,DRAPartitionableDevices=true
   --filter-tags TAGS  bats --filter-tags (e.g. '!version-specific'); on a twin with fewer than 2 GPUs
                       '!multi-gpu' is added, as upstream Lambda CI does
   -h, --help          this text
@@ -63,6 +65,7 @@ kube_version=1.36
 all_basics=false
 filter_tags=""
 mig=none
+gates=""
 files=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -74,6 +77,7 @@ while [[ $# -gt 0 ]]; do
     --all-basics) all_basics=true; shift ;;
     --filter-tags) filter_tags=$2; shift 2 ;;
     --mig-enabled) mig=$2; shift 2 ;;
+    --feature-gates) gates=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) files+=("$1"); shift ;;
@@ -149,7 +153,7 @@ stop_twin() {
 }
 trap stop_twin EXIT
 rm -f "$out/kubeconfig"
-"$dra_lab" twin up --instance "$instance" --kube-version "$kube_version" --mig-enabled "$mig" \
+"$dra_lab" twin up --instance "$instance" --kube-version "$kube_version" --mig-enabled "$mig" --feature-gates "$gates" \
   --kubeconfig "$out/kubeconfig" \
   > "$out/twin.log" 2>&1 &
 twin_pid=$!

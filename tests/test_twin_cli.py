@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from checks.cli.twin import parse_set
+from checks.cli.twin import parse_gates, parse_set
 from checks.kube.binaries import find_tool
 
 
@@ -22,11 +22,19 @@ def test_parse_set_reads_scalars_like_helm() -> None:
     assert parse_set("a=") == ("a", "")
 
 
+def test_parse_gates() -> None:
+    assert parse_gates("DRAExtendedResource=true, DRAPartitionableDevices=False") == (
+        ("DRAExtendedResource", True), ("DRAPartitionableDevices", False))
+    assert parse_gates("") == ()
+
+
 def test_set_without_driver_and_bad_set_are_usage_errors() -> None:
     dra_lab = str(Path(sys.executable).parent / "dra-lab")
     for args, why in ((["--set", "a=1"], "--chart and --set only apply with --driver"),
                       (["--driver", "--set", "novalue"], "is not KEY=VALUE"),
-                      (["--instance", "gpu_1x_a100_sxm4", "--mig-enabled", "3"], "GPU index 3 out of range")):
+                      (["--instance", "gpu_1x_a100_sxm4", "--mig-enabled", "3"], "GPU index 3 out of range"),
+                      (["--feature-gates", "DRAExtendedResource"], "is not NAME=true|false"),
+                      (["--feature-gates", "Bogus=true"], "unknown DRA feature gate 'Bogus'")):
         r = subprocess.run([dra_lab, "twin", "up", *args], capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and why in r.stderr and len(r.stderr.strip().splitlines()) == 1
 

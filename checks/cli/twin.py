@@ -26,14 +26,17 @@ def command() -> None:
 @click.option("--kube-version", default="1.36", show_default=True, help="Kubernetes minor the twin reports.")
 @click.option("--mig-enabled", "mig", default="none", show_default=True, metavar="all|none|0,1,...",
               help="GPUs whose MIG mode is on at boot (Ampere needs it before DynamicMIG can partition them).")
+@click.option("--feature-gates", "gates", default="", metavar="A=true,B=false",
+              help="DRA feature gates over the Kubernetes version's defaults (kubeadm featureGates); the scheduler "
+                   "honours them and the kube-apiserver pod shows them.")
 @click.option("--driver", is_flag=True, help="Install the NVIDIA DRA driver (real helm) once the twin serves.")
 @click.option("--chart", default="", metavar="PATH|REF",
               help="Chart for --driver: a directory (e.g. an upstream checkout's deployments/helm/"
                    "dra-driver-nvidia-gpu) or a chart reference; default: the chart shipped with dra-lab.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Chart value for --driver (repeatable; dotted keys, YAML scalars as helm --set parses them).")
-def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str, mig: str, driver: bool, chart: str,
-       sets: tuple[str, ...]) -> None:
+def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str, mig: str, gates: str, driver: bool,
+       chart: str, sets: tuple[str, ...]) -> None:
     """Start the twin and block until interrupted; every container and thread stops on exit."""
     from checks.catalog import load_instance
     from checks.runner.targets import parse_mig_enabled
@@ -51,7 +54,8 @@ def up(instance: str, port: int, kubeconfig: Path | None, kube_version: str, mig
         mig_enabled = parse_mig_enabled(mig, gpus)
     except UsageError as exc:
         raise UsageError(exc.message, where="--mig-enabled") from None
-    twin = Twin(instance, options=TwinOptions(kube_version=kube_version, port=port, mig_enabled=mig_enabled))
+    twin = Twin(instance, options=TwinOptions(kube_version=kube_version, port=port, mig_enabled=mig_enabled,
+                                              feature_gates=parse_gates(gates)))
     done = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -119,3 +123,14 @@ def install_driver(twin: Any, chart: str, values: list[tuple[str, Any]]) -> str:
             raise UsageError(f"installing the driver from {ref} failed: {exc}", where="--driver") from exc
     return (f"driver installed: release {status.name} in {status.namespace} (chart {status.chart}, from {ref}); "
             f"kubelet plugin Ready")
+
+
+def parse_gates(text: str) -> tuple[tuple[str, bool], ...]:
+    """``A=true,B=false`` → ``(("A", True), ("B", False))`` (kube-apiserver's ``--feature-gates`` syntax)."""
+    out: list[tuple[str, bool]] = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or value.lower() not in ("true", "false") or not name:
+            raise UsageError(f"feature gate {item!r} is not NAME=true|false", where="--feature-gates")
+        out.append((name, value.lower() == "true"))
+    return tuple(out)

@@ -70,7 +70,8 @@ class Twin(Cluster):
         self.twin_options = opts
         super().__init__(run_dir=run_dir, options=ClusterOptions(
             kubelet=opts.kubelet or KubeletConfig(), scheduler=opts.scheduler, server=opts.server,
-            lease_interval_s=opts.lease_interval_s, kube_version=opts.kube_version, port=opts.port))
+            lease_interval_s=opts.lease_interval_s, kube_version=opts.kube_version, port=opts.port,
+            feature_gates=dict(opts.feature_gates)))
         # Webhook Services resolve to the emulated webhook server of a Ready pod of this cluster's API.
         self.options.service_resolver = functools.partial(resolve_service, self.api)
         # The emulated webhook server listens outside serve_address; pods/proxy finds it through its registry.

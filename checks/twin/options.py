@@ -21,6 +21,9 @@ class TwinOptions:
     """Kubernetes minor the twin reports and behaves as."""
     mig_enabled: tuple[int, ...] = ()
     """GPU indexes whose MIG mode is on at boot (Ampere needs it for DynamicMIG partitions)."""
+    feature_gates: tuple[tuple[str, bool], ...] = ()
+    """DRA feature gates set explicitly over the Kubernetes version's defaults, as kubeadm's ``featureGates``
+    (Lambda CI on 1.35: ``DRAExtendedResource=true,DRAPartitionableDevices=true``)."""
     port: int = 0
     """API server port on 127.0.0.1 (0 = a free one)."""
     kubelet: KubeletConfig | None = None
