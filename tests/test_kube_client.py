@@ -124,14 +124,20 @@ def test_cli_clean_guards(kubeconfig: Path) -> None:
 
 
 def test_every_registered_kind_resolves_to_client_methods(kubeconfig: Path) -> None:
-    from checks.kube.kinds import KINDS
+    from checks.kube.kinds import KINDS, CustomKind
 
     with ClusterClient(ClusterTarget(kubeconfig)) as c:
         for k in KINDS.values():
             api = getattr(c, k.api)
-            names = ([f"list_namespaced_{k.singular}", f"list_{k.singular}_for_all_namespaces",
-                      f"delete_namespaced_{k.singular}"] if k.namespaced
-                     else [f"list_{k.singular}", f"delete_{k.singular}"])
+            if isinstance(k, CustomKind):  # CRDs: the generic custom-object calls, told group/version/plural
+                assert k.group and k.version
+                names = (["list_namespaced_custom_object", "list_cluster_custom_object",
+                          "delete_namespaced_custom_object"] if k.namespaced
+                         else ["list_cluster_custom_object", "delete_cluster_custom_object"])
+            else:
+                names = ([f"list_namespaced_{k.singular}", f"list_{k.singular}_for_all_namespaces",
+                          f"delete_namespaced_{k.singular}"] if k.namespaced
+                         else [f"list_{k.singular}", f"delete_{k.singular}"])
             for name in names:
                 assert callable(getattr(api, name, None)), f"{k.plural}: {type(api).__name__}.{name}"
             assert callable(k.list_fn(c, "ns" if k.namespaced else None))
