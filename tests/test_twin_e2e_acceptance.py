@@ -22,6 +22,7 @@ from checks import mig
 from checks.driver.values import DriverValues
 from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.helm import InstallOptions, upgrade_install
+from checks.kube.objects import log_until
 from checks.kube.wait import condition_status, source_for, wait_for, wait_until
 from checks.twin.lambda_twin import Twin, TwinOptions
 from checks.twin.nvidia import chart_path
@@ -65,9 +66,11 @@ class Env:
     def wait_ready(self, ns: str, pod: str) -> None:
         self.cluster.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{pod}", "--timeout=30s", timeout=60)
 
-    def logs(self, ns: str, pod: str, container: str | None = None) -> list[str]:
-        args = ["logs", "-n", ns, pod] + (["-c", container] if container else [])
-        return self.cluster.kubectl(*args).stdout.splitlines()
+    def logs(self, ns: str, pod: str, container: str | None = None, *, lines: int = 1) -> list[str]:
+        """The container's output once it has ``lines`` whole lines: Ready can come before a workload's first
+        line (no readiness probe), so the log is followed instead of read once (under load that raced)."""
+        text = log_until(self.cluster, ns, pod, container, lambda t: t.count("\n") >= lines, timeout=30)
+        return text.splitlines()
 
     def delete_ns(self, ns: str) -> None:
         self.cluster.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=60s", timeout=90)
@@ -208,15 +211,15 @@ def test_dynmig_simple_and_multiple_mig_show_parent_and_mig_lines(which: str, re
         ns = env.namespace("mig")
         env.apply(ns, "gpu-simple-mig.yaml")
         env.wait_ready(ns, "pod-mig1g")
-        _mig_pair(env.logs(ns, "pod-mig1g"))
+        _mig_pair(env.logs(ns, "pod-mig1g", lines=2))
         # Like upstream (DM3 deletes its spec before DM4): on the A100 twin only GPU 0 is in MIG mode, and the
         # 3g.20gb DM3 gets would block DM4's >50-SM device.
         env.cluster.kubectl("delete", "-n", ns, "-f", str(MANIFESTS / "gpu-simple-mig.yaml"), "--wait=true",
                             "--timeout=30s", timeout=60)
         env.apply(ns, "gpu-multiple-mig.yaml")
         env.wait_ready(ns, "pod-2mig")
-        _p0, m0 = _mig_pair(env.logs(ns, "pod-2mig", "ctr0"))
-        _p1, m1 = _mig_pair(env.logs(ns, "pod-2mig", "ctr1"))
+        _p0, m0 = _mig_pair(env.logs(ns, "pod-2mig", "ctr0", lines=2))
+        _p1, m1 = _mig_pair(env.logs(ns, "pod-2mig", "ctr1", lines=2))
         assert m0.split("UUID: ")[1] != m1.split("UUID: ")[1]
         env.delete_ns(ns)
     finally:
@@ -270,7 +273,7 @@ def test_a100_dynamic_mig_placements_and_fragmentation_match_the_oracle(a100: En
     for i in range(8):
         if f"c{i}" in devices:
             env.wait_ready(ns, f"p{i}")
-            _mig_pair(env.logs(ns, f"p{i}"))
+            _mig_pair(env.logs(ns, f"p{i}", lines=2))
 
     # Free everything except the claims on placements 1 and 5.
     keep = {n for n, d in devices.items() if mig.parse_device_name(d).start in (1, 5)}
