@@ -24,7 +24,7 @@ class SubresourceInfo:
     """How a subresource is announced: its response kind (possibly in another group) and verbs."""
 
     kind: str
-    """Response kind; empty means the parent's kind."""
+    """Response kind; empty means the parent's kind; ``{kind}`` stands for the parent's kind (``PodProxyOptions``)."""
     verbs: tuple[str, ...]
     """Verbs in discovery."""
     group: str | None = None
@@ -42,6 +42,7 @@ SUBRESOURCES: dict[str, SubresourceInfo] = {
     "exec": SubresourceInfo("PodExecOptions", ("create", "get")),
     "ephemeralcontainers": SubresourceInfo("", ("get", "patch", "update")),
     "finalize": SubresourceInfo("", ("update",)),
+    "proxy": SubresourceInfo("{kind}ProxyOptions", ("create", "delete", "get", "patch", "update")),
 }
 """Announced shape per subresource name, as ``kubectl api-resources`` and client-go see it on a real server."""
 
@@ -118,7 +119,7 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict[str,
         for sub in sorted(rt.subresources):
             info = SUBRESOURCES.get(sub, SubresourceInfo("", ("get",)))
             s: dict[str, Any] = {"name": f"{rt.plural}/{sub}", "singularName": "", "namespaced": rt.namespaced,
-                                 "kind": info.kind or rt.kind, "verbs": list(info.verbs)}
+                                 "kind": info.kind.format(kind=rt.kind) or rt.kind, "verbs": list(info.verbs)}
             if info.group is not None:
                 s["group"] = info.group
                 s["version"] = info.version
@@ -145,7 +146,7 @@ def _aggregated_resource(rt: ResourceType) -> dict[str, Any]:
         subs.append({"subresource": sub,
                      "responseKind": {"group": rt.group if info.group is None else info.group,
                                       "version": rt.version if info.version is None else info.version,
-                                      "kind": info.kind or rt.kind},
+                                      "kind": info.kind.format(kind=rt.kind) or rt.kind},
                      "verbs": list(info.verbs)})
     if subs:
         entry["subresources"] = subs
