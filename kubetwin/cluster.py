@@ -14,6 +14,7 @@ import contextlib
 import shutil
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +36,7 @@ from kubetwin.controllers.replicasets import DeploymentController, ReplicaSetCon
 from kubetwin.controllers.resourceclaim import ResourceClaimController
 from kubetwin.errors import ConfigError
 from kubetwin.kubelet.kubelet import Kubelet, KubeletConfig
-from kubetwin.nodes import NodeAgent, NodeSpec, node_object
+from kubetwin.nodes import NODES, NodeAgent, NodeSpec, node_object
 from kubetwin.scheduler.dra.state import Features
 from kubetwin.scheduler.scheduler import Scheduler, SchedulerSettings
 
@@ -175,6 +176,7 @@ class Cluster:
         self._agents: list[NodeAgent] = []
         self._started = False
         self._lock = threading.Lock()
+        self._kubelet_args: dict[str, dict[str, Any]] = {}
         self.scheduler_settings = SchedulerSettings(features=features_for(self.options.kube_version,
                                                                           self.options.feature_gates))
         """The scheduler's settings: the DRA gates of the Kubernetes version, plus the explicit ones (what the
@@ -240,6 +242,7 @@ class Cluster:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.server.write_kubeconfig(self.kubeconfig)
         inf = self.informers
+        self._watch_reboot_requests()
         self.controllers = [NamespaceController(api, inf), ServiceAccountController(api, inf),
                             GarbageCollector(api, inf), ReplicaSetController(api, inf),
                             DeploymentController(api, inf), DaemonSetController(api, inf), JobController(api, inf)]
@@ -266,13 +269,51 @@ class Cluster:
             kcfg = replace(kcfg, api_port=self.server.port)
         factory = self.api_client if self.server is not None else None
         prefix = spec.pod_cidr.split("/", 1)[0].rsplit(".", 1)[0]
-        kubelet = Kubelet(api, spec.name, self.run_dir / "nodes" / spec.name, config=kcfg, node_ip=spec.internal_ip,
-                          pod_cidr_prefix=prefix, api_client_factory=factory)
+        self._kubelet_args[spec.name] = {"config": kcfg, "node_ip": spec.internal_ip, "pod_cidr_prefix": prefix,
+                                         "api_client_factory": factory}
+        kubelet = Kubelet(api, spec.name, self.run_dir / "nodes" / spec.name, **self._kubelet_args[spec.name])
         kubelet.start()
         self.kubelets[spec.name] = kubelet
         if self.options.control_plane_pods and len(self.kubelets) == 1:
             self._publish_control_plane(spec.name)
         return kubelet
+
+    def reboot_node(self, name: str) -> Kubelet:
+        """Reboot a node: every container on it dies (the kubelet stops and kills them), the node comes back with a
+        new ``status.nodeInfo.bootID``, and a fresh kubelet starts on the same node disk (its run dir: host root,
+        hostPath volumes, plugin data) and brings the node's pods up again — DRA plugins must register anew, as
+        after a real machine restart. Returns the new kubelet."""
+        with self._lock:
+            old = self.kubelets[name]
+            old.stop()
+            node = self.api.get(NODES, None, name)
+            node.setdefault("status", {}).setdefault("nodeInfo", {})["bootID"] = str(uuid.uuid4())
+            self.api.update(NODES, None, name, node, subresource="status")
+            kubelet = Kubelet(self.api, name, self.run_dir / "nodes" / name, **self._kubelet_args[name])
+            kubelet.start()
+            self.kubelets[name] = kubelet
+            return kubelet
+
+    def _watch_reboot_requests(self) -> None:
+        """Reboot a node when its :data:`REBOOT_ANNOTATION` changes to a new non-empty value: how a client that
+        only talks to the API (a check's NodeDisruptor) asks the twin for what a cloud API's restart does."""
+        seen: dict[str, str] = {}
+
+        def handler(etype: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
+            meta = obj.get("metadata") or {}
+            name = str(meta.get("name") or "")
+            value = str((meta.get("annotations") or {}).get(REBOOT_ANNOTATION) or "")
+            if etype == "DELETED":
+                seen.pop(name, None)
+                return
+            prev = seen.get(name)
+            seen[name] = value
+            if prev is None or not value or value == prev:
+                return  # the first sight of a node is its state, not a request
+            if name in self.kubelets:
+                threading.Thread(target=self.reboot_node, args=(name,), name=f"reboot-{name}", daemon=True).start()
+
+        self.informers.get(NODES).add_handler(handler)
 
     def _publish_control_plane(self, node_name: str) -> None:
         """Mirror pods of the in-process control plane on ``node_name`` (:mod:`kubetwin.controlplane`)."""
@@ -306,4 +347,7 @@ class Cluster:
         self.stop()
 
 
-__all__ = ["SYSTEM_NAMESPACES", "Cluster", "ClusterOptions"]
+REBOOT_ANNOTATION = "kubetwin.dev/reboot-request"
+"""Node annotation: setting it to a new non-empty value reboots the node (:meth:`Cluster.reboot_node`)."""
+
+__all__ = ["REBOOT_ANNOTATION", "SYSTEM_NAMESPACES", "Cluster", "ClusterOptions"]
