@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,25 @@ def test_create_channel0_changes_nothing_without_permission(tmp_path: Path) -> N
     message = create_channel0(load("h100x1"), allow_changes=False, root=str(tmp_path))
     assert message.startswith("not changed") and "c 242 0" in message
     assert list(tmp_path.iterdir()) == []
+
+
+def test_module_param_attempt_only_with_permission(tmp_path: Path) -> None:
+    """Roadmap item 10's next step: without allow_changes nothing is written or run; with it the modprobe.d file
+    is written and a reload refused while the GPUs are in use is reported as 'needs a reboot'."""
+    from checks.host import try_create_channel0_param
+
+    report = load("h100x1")
+    ran: list[tuple[str, ...]] = []
+
+    def runner(argv: Sequence[str]) -> tuple[int, str]:
+        ran.append(tuple(argv))
+        return 1, "modprobe: FATAL: Module nvidia is in use."
+
+    dry = try_create_channel0_param(report, allow_changes=False, root=str(tmp_path), run=runner)
+    assert not dry.attempted and not ran and not (tmp_path / "etc").exists()
+    assert "NVreg_CreateImexChannel0=1" in dry.summary
+    done = try_create_channel0_param(report, allow_changes=True, root=str(tmp_path), run=runner)
+    assert done.attempted and not done.reloaded and ran == [("modprobe", "-r", "nvidia_uvm", "nvidia_drm",
+                                                             "nvidia_modeset", "nvidia")]
+    assert "options nvidia NVreg_CreateImexChannel0=1" in (tmp_path / "etc/modprobe.d/dra-lab-imex.conf").read_text()
+    assert "reboot" in done.summary and done.channels_after == 0

@@ -6,6 +6,7 @@ Imports only the stdlib and nvidia-ml-py, so ``python -m checks.host`` runs on a
 from __future__ import annotations
 
 from checks.host.imex import Finding, ImexVerdict, create_channel0, imex_verdict
+from checks.host.imex_param import ParamAttempt, try_create_channel0_param
 from checks.host.nvml import probe
 from checks.host.oracle import Mismatch, compare_with_oracle
 from checks.host.report import Daemon, Fabric, Gpu, GpuPair, Health, HostReport, Imex, MigProfile, NvLink
@@ -24,9 +25,11 @@ __all__ = [
     "MigProfile",
     "Mismatch",
     "NvLink",
+    "ParamAttempt",
     "compare_with_oracle",
     "create_channel0",
     "imex_verdict",
     "probe",
     "render",
+    "try_create_channel0_param",
 ]
