@@ -51,6 +51,10 @@ class StressRun:
     """Pods per iteration."""
     uuid_problems: list[str] = field(default_factory=list)
     """Iterations where pods did not all see exactly one and the same UUID."""
+    recorder_relists: int = 0
+    """Times the recorder's watch expired (410) and relisted: milestones in that gap were seen late."""
+    samples_folded_late: int = 0
+    """Samples the recorder's stream had not delivered by the end and that came from the final LIST."""
 
 
 def _secs(a: datetime | None, b: datetime | None) -> float | None:
@@ -67,6 +71,8 @@ class SharedClaimIteration:
     """The Ready pods, by name."""
     samples: list[W.PodTimelineSample]
     """One watch-timed sample per pod of this iteration (matched by uid)."""
+    recorder: W.RecorderStats
+    """How the recording went (relists, late folds)."""
 
 
 def shared_claim_iteration(ws: Workspace, *, claim: str, pods: Sequence[str], labels: dict[str, str],
@@ -85,7 +91,8 @@ def shared_claim_iteration(ws: Workspace, *, claim: str, pods: Sequence[str], la
                                   timeout=ws.timeout(timeout_s))
     uids = {p["metadata"]["uid"] for p in ready}
     samples = [s for s in timeline.samples() if s.uid in uids]
-    return SharedClaimIteration(ws.get("resourceclaims", claim), ready, samples)
+    return SharedClaimIteration(ws.get("resourceclaims", claim), ready, samples,
+                                timeline.recorder or W.RecorderStats())
 
 
 def run_stress(ws: Workspace, *, pods: int, iterations: int, timeout_s: float) -> StressRun:
@@ -98,6 +105,8 @@ def run_stress(ws: Workspace, *, pods: int, iterations: int, timeout_s: float) -
         names = [f"stress-{it}-{i:03d}" for i in range(pods)]
         done = shared_claim_iteration(ws, claim=claim, pods=names, labels=labels,
                                       selector=f"dra-lab.io/iteration={it}", timeout_s=timeout_s)
+        out.recorder_relists += done.recorder.relists
+        out.samples_folded_late += done.recorder.folded_late
         seen: set[str] = set()
         for s in done.samples:
             # Ready can precede the first output line: the log is followed until nvidia-smi's line is there.
