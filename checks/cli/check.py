@@ -41,6 +41,10 @@ from checks.errors import UsageError
 @click.option("--disruptive", is_flag=True, help="Also run disruptive checks.")
 @click.option("--no-internet", is_flag=True, help="Skip checks whose workloads download packages.")
 @click.option("--keep-driver", is_flag=True, help="Leave the driver installed at the end.")
+@click.option("--clean-leftovers", is_flag=True,
+              help="Remove what earlier (killed) runs left holding devices before starting, instead of refusing.")
+@click.option("--lock-timeout", type=float,
+              help="Seconds to wait for another run's cluster lock (default 0: refuse at once, naming it).")
 @click.option("-q", "quiet", is_flag=True, help="Less output.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def command(kubeconfig: Path | None, context: str | None, twin: str | None, instance: str, twin_mig: str | None,
@@ -49,9 +53,11 @@ def command(kubeconfig: Path | None, context: str | None, twin: str | None, inst
             output: Path | None, chart: str | None, chart_version: str | None, last_stable_version: str | None,
             driver_root: str | None, stress_pods: int | None, stress_iterations: int | None,
             timeout_scale: float | None, yes: bool, adopt: bool, disruptive: bool, no_internet: bool,
-            keep_driver: bool, quiet: bool, pytest_args: tuple[str, ...]) -> None:
+            keep_driver: bool, clean_leftovers: bool, lock_timeout: float | None, quiet: bool,
+            pytest_args: tuple[str, ...]) -> None:
     """Run the check suite. Without --kubeconfig it starts a twin of --instance (or of --twin)."""
     from checks.kube.labels import check_run_id, new_run_id
+    from checks.runner import preflight
     from checks.runner.check import CheckRun, run_checks
     from checks.runner.targets import open_target, parse_mig_enabled
     from checks.twin.options import TwinOptions
@@ -67,26 +73,35 @@ def command(kubeconfig: Path | None, context: str | None, twin: str | None, inst
         markers = prof.marker_expression(markers)
     inst = load_instance(twin or instance)
     rid = check_run_id(run_id, where="--run-id") if run_id else new_run_id()
-    out = output or Path("outputs") / inst.instance_type / "checks" / rid
+    out = preflight.output_dir(output or Path("outputs") / inst.instance_type / "checks" / rid)
     for name, val in (("--stress-pods", stress_pods), ("--stress-iterations", stress_iterations)):
         if val is not None and val < 1:
             raise UsageError("must be at least 1", where=name)
+    if lock_timeout is not None and lock_timeout < 0:
+        raise UsageError("must be zero or more seconds", where="--lock-timeout")
+    preflight.markers(markers)
     options = {"chart": chart, "chart_version": chart_version, "last_stable_version": last_stable_version,
                "driver_root": driver_root, "stress_pods": stress_pods, "stress_iterations": stress_iterations,
                "timeout_scale": timeout_scale, "adopt": adopt, "disruptive": disruptive,
                "no_internet": no_internet, "keep_driver": keep_driver, "dry_run": dry_run,
-               "yes": yes}
+               "yes": yes, "clean_leftovers": clean_leftovers, "lock_timeout": lock_timeout}
     run = CheckRun(run_id=rid, output_dir=out, markers=markers, keyword=keyword,
                    options=options, extra_args=list(pytest_args), verbose=not quiet)
     if dry_run:
         code = run_checks(run, None, inst.instance_type)
         sys.exit(0 if code in (0, 5) else code)  # 5 = pytest's "no tests ran": the plan deselects everything
+    if kubeconfig is not None and twin is not None:
+        raise UsageError("give either --kubeconfig (a real cluster) or --twin INSTANCE, not both", where="--twin")
+    if kubeconfig is not None:
+        preflight.cluster(kubeconfig, context, yes=yes, run=preflight.RunGate(
+            rid, lock_timeout_s=lock_timeout or 0.0, clean_leftovers=clean_leftovers))
     if kubeconfig is None and twin is None:
         twin = inst.instance_type
     opts = TwinOptions(kube_version=twin_k8s, mig_enabled=parse_mig_enabled(twin_mig, inst.gpu.count))
     click.echo(f"dra-lab check: run {rid}, output {out}", err=True)
+    # A twin's folder (its kubeconfig holds a bearer token) lives outside the outputs and goes with the twin.
     with open_target(kubeconfig=kubeconfig, context=context, twin=twin, instance=inst.instance_type,
-                     run_dir=out / "twin" if twin else None, twin_options=opts) as target:
+                     twin_options=opts) as target:
         click.echo(f"dra-lab check: target {target.description}", err=True)
         code = run_checks(run, target, inst.instance_type)
     click.echo(f"dra-lab check: JUnit {out / 'junit.xml'}, results {out / 'results.json'}", err=True)

@@ -24,27 +24,50 @@ from checks.kube.labels import check_run_id, cleanup, run_selector
 @click.option("--twin-kubeconfig", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Kubeconfig written by `dra-lab twin up` (no confirmation needed).")
 @click.option("--yes", is_flag=True, help="Allow cleaning the kubeconfig's current context without naming it.")
+@click.option("--release", is_flag=True,
+              help="Also uninstall the suite's own driver release (dra-lab-driver, only if dra-lab installed it) "
+                   "and the driver namespace if a run created it.")
+@click.option("--force", is_flag=True,
+              help="Delete pods still terminating after half the timeout with grace period 0 (pods whose node or "
+                   "GPU plugin is gone get that anyway).")
 @click.option("--timeout", type=float, default=300.0, show_default=True,
-              help="Seconds to wait for the deleted objects to be gone.")
+              help="Seconds the whole clean may take.")
 def command(run_id: str | None, kubeconfig: Path | None, context: str | None, twin_kubeconfig: Path | None,
-            yes: bool, timeout: float) -> None:
+            yes: bool, release: bool, force: bool, timeout: float) -> None:
+    from checks.runner import preflight
+    from checks.scenarios.driverconfig import remove_release
+
     if run_id is not None:
         check_run_id(run_id, where="--run-id")
     if (kubeconfig is None) == (twin_kubeconfig is None):
         raise UsageError("give exactly one of --kubeconfig or --twin-kubeconfig", where="clean")
-    if kubeconfig is not None and context is None and not yes:
-        raise UsageError("refusing to clean a real cluster without --context NAME or --yes", where="--context")
+    if timeout <= 0:
+        raise UsageError("must be positive", where="--timeout")
     chosen = kubeconfig if kubeconfig is not None else twin_kubeconfig
     assert chosen is not None
+    preflight.cluster(chosen, context, yes=yes or twin_kubeconfig is not None, destructive="clean")
     target = ClusterTarget(chosen, context)
     with ClusterClient(target) as cluster:
         click.echo(f"cleaning objects with {run_selector(run_id)} on {target.describe()}")
-        report = cleanup(cluster, run_id, timeout=timeout)
+        report = cleanup(cluster, run_id, timeout=timeout, force=force)
+        released: list[str] = []
+        if release:
+            try:
+                released = remove_release(cluster, timeout_s=max(30.0, timeout / 2))
+            except Exception as exc:
+                report.errors.append(f"release: {' '.join(str(exc).split())[:300]}")
     for plural, names in report.removed.items():
         for name in names:
             click.echo(f"deleted {plural}/{name}")
-    click.echo(f"{report.count} object(s) removed")
-    if report.errors:
+    for line in report.forced:
+        click.echo(f"forced (grace period 0): pods/{line}")
+    for line in released:
+        click.echo(f"removed {line}")
+    click.echo(f"{report.count} object(s) removed" + (f", {len(report.forced)} forced" if report.forced else "")
+               + (f", {len(released)} release item(s) removed" if release else ""))
+    if not report.complete:
+        for line in report.left:
+            click.echo(f"still there: {line}", err=True)
         for line in report.errors:
             click.echo(f"error: {line}", err=True)
         raise SystemExit(1)

@@ -51,7 +51,9 @@ def command(instance: str, kubeconfig: Path | None, context: str | None, outputs
     from checks.kube.labels import check_run_id, new_run_id
     from checks.lab.notebook_run import LabRequest, prepare, run_notebook
     from checks.lab.report import build_report
+    from checks.runner import preflight
 
+    outputs = preflight.output_dir(outputs, where="--outputs")
     inst = load_instance(instance).instance_type
     rid = check_run_id(run_id, where="--run-id") if run_id else new_run_id()
     if context and kubeconfig is None:
@@ -67,6 +69,8 @@ def command(instance: str, kubeconfig: Path | None, context: str | None, outputs
                            outputs=outputs, run_id=rid)]
     for req in requests:
         prepare(req)  # parameter problems stop the job before anything starts
+    if kubeconfig is not None:
+        preflight.cluster(kubeconfig, context, yes=True)  # the suite's own guard still applies to --context
     target = f"real cluster {kubeconfig}" if kubeconfig else f"twins of {inst}"
     click.echo(f"dra-lab run {rid}: {inst} against {target}; outputs under {outputs}/", err=True)
     parts: list[Part] = []

@@ -25,6 +25,7 @@ from types import TracebackType
 import yaml
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
 
 from checks.errors import UsageError
 from checks.kube.binaries import Tools, find_tools
@@ -62,6 +63,19 @@ class ServerVersion:
     """Full build string, e.g. ``v1.37.0``."""
 
 
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a connection failure in a few words (``Connection refused``, ``timed out``)."""
+    while True:
+        inner = getattr(exc, "reason", None) or exc.__cause__ or exc.__context__
+        if not isinstance(inner, BaseException) or inner is exc:
+            break
+        exc = inner
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    if "]" in text and text.startswith("<"):  # urllib3's '<...Connection object at 0x..>: Failed to ...'
+        text = text.split(">: ", 1)[-1]
+    return text[:160]
+
+
 def _digits(text: str) -> int:
     digits = "".join(ch for ch in text if ch.isdigit())
     return int(digits) if digits else 0
@@ -76,6 +90,36 @@ def kubeconfig_contexts(path: Path) -> list[str]:
     if not isinstance(data, dict):
         return []
     return [str(c.get("name")) for c in data.get("contexts") or [] if isinstance(c, dict) and c.get("name")]
+
+
+def check_kubeconfig(path: Path, context: str | None) -> None:
+    """UsageError (one line, naming the file, never its contents) unless ``path`` is a readable kubeconfig
+    that has ``context`` (or a current-context when ``context`` is None).
+
+    The official loader reports a broken file with a multi-line parser trace that quotes the file; a check run
+    used to print it once per check (issue 14). Here it is said once, before anything else runs.
+    """
+    where = str(path)
+    if not path.is_file():
+        raise UsageError("kubeconfig file not found", where=where)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read the kubeconfig: {exc.strerror or exc.__class__.__name__}",
+                         where=where) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UsageError(f"the kubeconfig is not valid YAML{at}", where=where) from None
+    if not isinstance(data, dict) or not isinstance(data.get("contexts"), list):
+        raise UsageError("not a kubeconfig (no contexts list)", where=where)
+    known = kubeconfig_contexts(path)
+    if context is not None and context not in known:
+        raise UsageError(f"no context {context!r} in this kubeconfig (contexts: {', '.join(known) or 'none'})",
+                         where=where)
+    if context is None and not data.get("current-context"):
+        raise UsageError(f"the kubeconfig names no current-context: pass --context (contexts: "
+                         f"{', '.join(known) or 'none'})", where=where)
 
 
 class ClusterClient:
@@ -94,12 +138,7 @@ class ClusterClient:
         retry: RetryPolicy = DEFAULT_POLICY,
     ) -> None:
         kubeconfig = target.kubeconfig.expanduser()
-        if not kubeconfig.is_file():
-            raise UsageError("kubeconfig file not found", where=str(kubeconfig))
-        if target.context is not None and target.context not in kubeconfig_contexts(kubeconfig):
-            known = ", ".join(kubeconfig_contexts(kubeconfig)) or "none"
-            raise UsageError(f"no context {target.context!r} in this kubeconfig (contexts: {known})",
-                             where=str(kubeconfig))
+        check_kubeconfig(kubeconfig, target.context)
         self.target = ClusterTarget(kubeconfig.resolve(), target.context)
         self.retry = retry
         """Policy used for reads this package makes (lists, gets); callers may reuse it."""
@@ -107,7 +146,7 @@ class ClusterClient:
             self.api_client: k8s.ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
                 config_file=str(self.target.kubeconfig), context=target.context, persist_config=False
             )
-        except k8s_config.ConfigException as exc:
+        except (k8s_config.ConfigException, ValueError, TypeError, KeyError) as exc:
             # The library's messages name fields, not secrets; keep only the first line to be safe.
             first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
             raise UsageError(f"cannot load kubeconfig: {first}", where=str(self.target.kubeconfig)) from None
@@ -147,6 +186,30 @@ class ClusterClient:
         """The API server's version (retried on transient errors)."""
         info = call_with_retry(self.retry, self.version_api.get_code, what="GET /version")
         return ServerVersion(_digits(str(info.major)), _digits(str(info.minor)), str(info.git_version))
+
+    def ping(self, timeout_s: float = 5.0) -> ServerVersion:
+        """``/version`` once, with a short timeout and no retries: UsageError (one line) when unreachable.
+
+        Used before a run starts, so a wrong address, a stopped twin or an expired token is said in one line
+        within seconds instead of through every check's retries.
+        """
+        try:
+            info = self.version_api.get_code(_request_timeout=(timeout_s, timeout_s))
+        except ApiException as exc:
+            hint = " (credentials rejected)" if exc.status in (401, 403) else ""
+            raise UsageError(f"the API server answered HTTP {exc.status}{hint}", where=self.describe()) from None
+        except Exception as exc:
+            raise UsageError(f"cannot reach the API server at {self.server_url()}: {_reason(exc)}",
+                             where=self.describe()) from None
+        return ServerVersion(_digits(str(info.major)), _digits(str(info.minor)), str(info.git_version))
+
+    def server_url(self) -> str:
+        """The API server URL this client talks to (no credentials)."""
+        return str(self.api_client.configuration.host)
+
+    def describe(self) -> str:
+        """File and context, never contents."""
+        return self.target.describe()
 
     # -- binaries --------------------------------------------------------------------------------------------
     @property

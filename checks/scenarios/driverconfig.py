@@ -125,8 +125,65 @@ class InstallState:
 
     current: DriverConfig | None = None
     """Configuration currently installed by the suite, if any."""
+    attempted: bool = False
+    """An install was started: the release may exist even though :attr:`current` is None (interrupted or
+    failed half-way), so the end of the run uninstalls it (issue 14: Ctrl-C during the install left it)."""
     installs: list[str] = field(default_factory=list)
     """Keys of the configurations installed, in order (goes into the results)."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Configuration key → one line, for configurations whose install failed (later checks are not run)."""
+    broken: str = ""
+    """Set when helm itself failed (chart not found or not pullable): no configuration can be installed."""
+    created_namespace: bool = False
+    """The run created the driver namespace (and so removes it after uninstalling)."""
+
+
+def claim_namespace(cluster: ClusterClient, run_id: str) -> bool:
+    """Create the driver namespace, labelled as this run's, unless it exists; True when created here.
+
+    helm's ``--create-namespace`` would create it unlabelled, and it stayed after every run (issue 14).
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    from checks.kube import objects as K
+    from checks.kube.labels import CREATED_BY_RUN_LABEL
+
+    if K.try_get(cluster, "namespaces", names.NAMESPACE) is not None:
+        return False
+    try:
+        K.create(cluster, {"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": names.NAMESPACE, "labels": {CREATED_BY_RUN_LABEL: run_id}}})
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        raise
+    return True
+
+
+def remove_created_namespace(cluster: ClusterClient, *, timeout_s: float) -> bool:
+    """Delete the driver namespace if a run created it (:func:`claim_namespace`) and no release is left in it."""
+    from checks.kube import objects as K
+    from checks.kube.labels import CREATED_BY_RUN_LABEL
+
+    ns = K.try_get(cluster, "namespaces", names.NAMESPACE)
+    if ns is None or CREATED_BY_RUN_LABEL not in ((ns.get("metadata") or {}).get("labels") or {}):
+        return False
+    if helm.release_status(cluster, RELEASE, names.NAMESPACE) is not None:
+        return False
+    K.delete(cluster, "namespaces", names.NAMESPACE)
+    W.wait_deleted(cluster, "namespaces", names.NAMESPACE, timeout=timeout_s)
+    return True
+
+
+def remove_release(cluster: ClusterClient, *, timeout_s: float) -> list[str]:
+    """Uninstall the suite's release (only one dra-lab installed: never adopts) and the namespace a run
+    created for it; returns what was removed, one line each."""
+    removed: list[str] = []
+    if helm.uninstall(cluster, RELEASE, names.NAMESPACE, timeout_s=timeout_s):
+        removed.append(f"helm release {names.NAMESPACE}/{RELEASE}")
+    if remove_created_namespace(cluster, timeout_s=timeout_s):
+        removed.append(f"namespace {names.NAMESPACE}")
+    return removed
 
 
 def install_driver(cluster: ClusterClient, cfg: DriverConfig, *, chart: str = "", chart_version: str = "",

@@ -97,6 +97,7 @@ class Suite:
         self.results: dict[str, CheckResult] = {}
         self.install = InstallState()
         self.cluster: Any = None
+        self.lock: Any = None
         self.live = C.SliceFacts()
         self.real_gpus = True
         self.server_version = ""
@@ -106,6 +107,10 @@ class Suite:
 
     # -- cluster ---------------------------------------------------------------------------------------------
     def open_cluster(self) -> Any:
+        """Open the cluster, take the run lock, and refuse (or clean) other runs' leftovers holding devices.
+
+        Everything that can be wrong with the target is one UsageError line here, before any check runs.
+        """
         if self.cluster is not None:
             return self.cluster
         from checks.kube.client import ClusterClient, ClusterTarget
@@ -118,15 +123,42 @@ class Suite:
             raise UsageError("refusing to run against a cluster whose context was not named: pass --context NAME "
                              "or --yes", where="--context")
         self.cluster = ClusterClient(ClusterTarget(s.kubeconfig, s.context), run_dir=s.output_dir / ".kube")
-        try:
-            v = self.cluster.server_version()
-            self.server_version = v.git_version
-        except Exception as exc:
-            raise UsageError(f"cannot reach the cluster: {str(exc).splitlines()[0]}",
-                             where=str(s.kubeconfig)) from None
+        self.server_version = self.cluster.ping().git_version
         nodes = self.cluster.core.list_node().items
         self.real_gpus = not any((n.metadata.labels or {}).get(EMULATED_GPUS_LABEL) == "true" for n in nodes)
+        if not s.dry_run:
+            self._take_lock()
+            self._handle_leftovers()
         return self.cluster
+
+    def _take_lock(self) -> None:
+        from checks.kube.lease import LeaseSettings, RunLock
+
+        self.lock = RunLock(self.cluster, self.settings.run_id, LeaseSettings(wait_s=self.settings.lock_timeout))
+        self.lock.acquire()
+        if self.lock.took_over:
+            self.notes.append(f"took over the stale cluster lock of run {self.lock.took_over}")
+
+    def _handle_leftovers(self) -> None:
+        """Other runs' labelled objects: harmless ones are noted; ones holding devices stop the run (one line)
+        unless ``--clean-leftovers``, which removes them first (forcing what cannot end gracefully)."""
+        from checks.kube import labels
+
+        left = labels.find_leftovers(self.cluster, self.settings.run_id)
+        if not left:
+            return
+        holding = [lo for lo in left if lo.holding]
+        if not self.settings.clean_leftovers:
+            labels.refuse_leftovers(left)
+        for lo in left:
+            if holding and self.settings.clean_leftovers:
+                report = labels.cleanup(self.cluster, lo.run_id, timeout=self.settings.timeout(180))
+                self.notes.append(f"removed leftovers of run {lo.run_id}: {report.count} object(s), "
+                                  f"{len(report.forced)} forced" + (f"; left: {'; '.join(report.left)}"
+                                                                    if report.left else ""))
+                sys.stderr.write(f"[dra-lab] {self.notes[-1]}\n")
+            else:
+                self.notes.append(f"leftovers of another run (not holding devices): {lo.line()}")
 
     def caps(self) -> C.Capabilities:
         return C.Capabilities(instance=self.instance, live=self.live, real_gpus=self.real_gpus,
@@ -168,24 +200,46 @@ class Suite:
 
     # -- driver ------------------------------------------------------------------------------------------------
     def ensure_driver(self, cfg: DriverConfig) -> None:
+        """Install ``cfg`` unless it is what is installed; a failed install is reported once (see below)."""
         if self.install.current == cfg:
             return
+        if self.install.broken:
+            pytest.skip(f"not run: the driver chart cannot be installed ({self.install.broken})")
+        if cfg.key in self.install.failed:
+            pytest.skip(f"not run: driver configuration '{cfg.key}' failed to install "
+                        f"({self.install.failed[cfg.key]})")
         from checks.kube import helm
         from checks.kube import wait as W
+        from checks.kube.client import ToolFailed
+        from checks.scenarios.driverconfig import claim_namespace
 
         s = self.settings
         values = cfg.values(driver_root=s.driver_root, image_tag=s.image_tag)
         sys.stderr.write(f"\n[dra-lab] installing driver configuration '{cfg.key}' from {s.chart}\n")
-        helm.upgrade_install(self.cluster, RELEASE, s.chart, names.NAMESPACE, values,
-                             helm.InstallOptions(version=s.chart_version, adopt=s.adopt,
-                                                 wait_timeout_s=s.timeout(180), wait_for_plugin=False))
-        self.install.current = cfg
+        if not self.install.attempted:
+            self.install.created_namespace = claim_namespace(self.cluster, s.run_id)
+        self.install.attempted = True  # from here on the release may exist, whatever happens next
+        self.install.current = None
+        try:
+            helm.upgrade_install(self.cluster, RELEASE, s.chart, names.NAMESPACE, values,
+                                 helm.InstallOptions(version=s.chart_version, adopt=s.adopt,
+                                                     wait_timeout_s=s.timeout(180), wait_for_plugin=False))
+        except ToolFailed as exc:
+            # helm itself failed (chart not found, not pullable, rejected): every configuration would fail the
+            # same way, so it is one failure here and a "not run" for the rest, not one error per check.
+            self.install.broken = " ".join(str(exc).split())[:300]
+            raise
         self.install.installs.append(cfg.key)
         # helm --wait is not enough (nvidia-dra-driver.md §14.2): wait for the plugin pods and their slices.
         # Wait for the DaemonSet rollout (new pods, not the old ones still Ready) and say why it stalls.
-        helm.wait_plugin_ready(self.cluster, RELEASE, names.NAMESPACE, timeout=s.timeout(180),
-                               options=W.WaitOptions(on_timeout=lambda _state: self.plugin_state()))
-        self._wait_slices(cfg)
+        try:
+            helm.wait_plugin_ready(self.cluster, RELEASE, names.NAMESPACE, timeout=s.timeout(180),
+                                   options=W.WaitOptions(on_timeout=lambda _state: self.plugin_state()))
+            self._wait_slices(cfg)
+        except W.WaitTimeout as exc:
+            self.install.failed[cfg.key] = f"{exc.what} timed out"
+            raise
+        self.install.current = cfg
         self.refresh_facts()
 
     def _wait_slices(self, cfg: DriverConfig) -> None:
@@ -246,13 +300,21 @@ class Suite:
         return "; ".join(parts) or "kubelet-plugin pods look healthy"
 
     def uninstall_driver(self) -> None:
-        if self.install.current is None or self.settings.keep_driver:
+        """Remove the release if this run started an install — also one interrupted half-way — and the driver
+        namespace if this run created it."""
+        if not self.install.attempted or self.settings.keep_driver:
             return
         from checks.kube import helm
+        from checks.scenarios.driverconfig import remove_created_namespace
 
-        with contextlib.suppress(Exception):
-            helm.uninstall(self.cluster, RELEASE, names.NAMESPACE)
-        self.install.current = None
+        try:
+            helm.uninstall(self.cluster, RELEASE, names.NAMESPACE, timeout_s=self.settings.timeout(180))
+            self.install.current = None
+            self.install.attempted = False
+            if self.install.created_namespace:
+                remove_created_namespace(self.cluster, timeout_s=self.settings.timeout(120))
+        except Exception as exc:
+            self.notes.append(f"driver uninstall failed: {' '.join(str(exc).split())[:300]}")
 
     # -- results -----------------------------------------------------------------------------------------------
     def result(self, nodeid: str) -> CheckResult:
@@ -410,18 +472,25 @@ def _final_cleanup(suite: Suite) -> None:
         return
     try:
         report = labels.cleanup(suite.cluster, suite.settings.run_id, timeout=suite.settings.timeout(180))
-        if report.errors:
-            suite.notes.append("cleanup errors: " + "; ".join(report.errors))
+        if report.errors or report.left:
+            suite.notes.append("cleanup incomplete: " + "; ".join(report.errors + report.left))
     except Exception as exc:
         suite.notes.append(f"final cleanup failed: {exc}")
     suite.uninstall_driver()
+    if suite.lock is not None:
+        if suite.lock.lost:
+            suite.notes.append(suite.lock.lost)
+        suite.lock.release()
 
 
 @pytest.fixture(autouse=True)
 def _dra_driver(request: pytest.FixtureRequest, dra_suite: Suite) -> None:
     """Install the check's driver configuration (once per distinct one) and apply live-fact skips."""
     cfg = config_of(request.node)
-    dra_suite.ensure_driver(cfg)
+    try:
+        dra_suite.ensure_driver(cfg)
+    except UsageError as exc:  # e.g. a release dra-lab did not install: nothing else can run either
+        pytest.exit(exc.one_line(), returncode=2)
     reason = C.why_not(needs_of(request.node), dra_suite.caps())
     if reason is not None:
         pytest.skip(reason)

@@ -29,6 +29,8 @@ OPTIONS: dict[str, tuple[str | None, Any, type, str]] = {
     "stress_pods": ("TEST_GPU_STRESS_PODS_N", None, int, "stress: pods sharing one claim (10; 20 in CI)"),
     "stress_iterations": ("TEST_GPU_STRESS_ITERATIONS", None, int, "stress: iterations (2; 1 in CI)"),
     "timeout_scale": ("DRA_LAB_TIMEOUT_SCALE", 1.0, float, "multiply every wait timeout"),
+    "lock_timeout": ("DRA_LAB_LOCK_TIMEOUT", 0.0, float,
+                     "seconds to wait for another run's cluster lock (0: refuse at once, naming the holder)"),
 }
 FLAGS: dict[str, tuple[str | None, str]] = {
     "yes": ("DRA_LAB_YES", "run against a cluster whose context was not named explicitly"),
@@ -37,6 +39,7 @@ FLAGS: dict[str, tuple[str | None, str]] = {
     "no_internet": ("DRA_LAB_NO_INTERNET", "skip checks whose workloads download packages"),
     "keep_driver": ("DRA_LAB_KEEP_DRIVER", "leave the driver installed at the end"),
     "dry_run": (None, "print the plan (checks, skips and reasons, driver configs) and touch nothing"),
+    "clean_leftovers": ("DRA_LAB_CLEAN_LEFTOVERS", "remove what earlier runs left holding devices, then start"),
 }
 
 
@@ -72,6 +75,8 @@ class SuiteSettings:
     """Stress iterations."""
     timeout_scale: float
     """Factor applied to every wait timeout."""
+    lock_timeout: float
+    """Seconds to wait for another run's cluster lock before refusing (0: refuse at once)."""
     yes: bool
     """Destructive guard acknowledged."""
     adopt: bool
@@ -84,6 +89,8 @@ class SuiteSettings:
     """Do not uninstall the driver at the end."""
     dry_run: bool
     """Plan only."""
+    clean_leftovers: bool
+    """Remove other runs' leftovers holding devices before starting (else refuse, naming them)."""
 
     def timeout(self, seconds: float) -> float:
         return seconds * self.timeout_scale
@@ -118,6 +125,8 @@ def from_pytest(config: Any) -> SuiteSettings:
             raise UsageError("must be at least 1", where=f"--{dest.replace('_', '-')}")
     if values["timeout_scale"] <= 0:
         raise UsageError("must be positive", where="--timeout-scale")
+    if values["lock_timeout"] < 0:
+        raise UsageError("must be zero or more seconds", where="--lock-timeout")
     run_id = values["run_id"] or new_run_id()
     out = (Path(values["output_dir"]) if values["output_dir"]
            else Path("outputs") / values["instance"] / "checks" / run_id)
@@ -128,6 +137,7 @@ def from_pytest(config: Any) -> SuiteSettings:
                          last_stable_version=values["last_stable_version"], driver_root=values["driver_root"],
                          image_tag=values["image_tag"], stress_pods=values["stress_pods"],
                          stress_iterations=values["stress_iterations"], timeout_scale=values["timeout_scale"],
+                         lock_timeout=values["lock_timeout"], clean_leftovers=values["clean_leftovers"],
                          yes=values["yes"], adopt=values["adopt"], disruptive=values["disruptive"],
                          no_internet=values["no_internet"], keep_driver=values["keep_driver"],
                          dry_run=values["dry_run"])
