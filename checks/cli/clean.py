@@ -49,11 +49,16 @@ def command(run_id: str | None, kubeconfig: Path | None, context: str | None, tw
     target = ClusterTarget(chosen, context)
     with ClusterClient(target) as cluster:
         click.echo(f"cleaning objects with {run_selector(run_id)} on {target.describe()}")
+        from checks.kube.lease import LOCK_NAME, LOCK_NAMESPACE, remove_stale
+
         report = cleanup(cluster, run_id, timeout=timeout, force=force)
         released: list[str] = []
+        stale = remove_stale(cluster, run_id)
+        if stale:
+            released.append(f"stale lock lease {LOCK_NAMESPACE}/{LOCK_NAME} of run {stale}")
         if release:
             try:
-                released = remove_release(cluster, timeout_s=max(30.0, timeout / 2))
+                released += remove_release(cluster, timeout_s=max(30.0, timeout / 2))
             except Exception as exc:
                 report.errors.append(f"release: {' '.join(str(exc).split())[:300]}")
     for plural, names in report.removed.items():

@@ -17,6 +17,8 @@ the same stale lease cannot both win. Time is injected (``clock``, ``wall``) for
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +40,28 @@ Obj = dict[str, Any]
 LOCK_NAME = "dra-lab-lock"
 #: Namespace of the lock (present on every cluster, before and after the driver is installed).
 LOCK_NAMESPACE = "kube-system"
+#: Annotation: ``host:pid`` of the process holding the lock. A holder on this very host whose process is gone
+#: (SIGKILL) is stale at once; anywhere else the lease's own expiry decides.
+HOLDER_PROCESS_ANNOTATION = "dra-lab.io/holder-process"
+
+
+def this_process() -> str:
+    """``host:pid`` of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_gone(holder_process: str) -> bool:
+    """Whether ``host:pid`` names a process on this host that no longer exists (never True for other hosts)."""
+    host, _, pid = holder_process.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class LockHeld(UsageError):
@@ -114,6 +138,9 @@ class RunLock:
         holder = str(spec.get("holderIdentity") or "")
         if not holder:
             return True
+        if process_gone(str(((lease.get("metadata") or {}).get("annotations") or {}).get(HOLDER_PROCESS_ANNOTATION,
+                                                                                          ""))):
+            return True
         duration = float(spec.get("leaseDurationSeconds") or self.settings.duration_s)
         renew = _parse(spec.get("renewTime"))
         if renew is None or renew + timedelta(seconds=duration) < self.settings.wall():
@@ -127,7 +154,8 @@ class RunLock:
         if lease is None:
             body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace,
-                                 "labels": {"app.kubernetes.io/managed-by": "dra-lab"}},
+                                 "labels": {"app.kubernetes.io/managed-by": "dra-lab"},
+                                 "annotations": {HOLDER_PROCESS_ANNOTATION: this_process()}},
                     "spec": self._spec()}
             try:
                 K.create(self.cluster, body, self.namespace)
@@ -141,6 +169,9 @@ class RunLock:
         if holder != self.run_id and not self._stale(lease, seen):
             return False, lease
         new = dict(lease)
+        meta = dict(lease.get("metadata") or {})
+        meta["annotations"] = {**(meta.get("annotations") or {}), HOLDER_PROCESS_ANNOTATION: this_process()}
+        new["metadata"] = meta
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.run_id else 1)
         new["spec"] = self._spec(_parse(spec.get("acquireTime")) if holder == self.run_id else None, transitions)
         try:  # conditional on the resourceVersion read: of two runs taking over a stale lease, one wins
@@ -254,6 +285,28 @@ def holder(cluster: ClusterClient, *, name: str = LOCK_NAME, namespace: str = LO
     return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
 
 
+def remove_stale(cluster: ClusterClient, run_id: str | None = None) -> str:
+    """Delete the lock when it is stale (and, with ``run_id``, held by that run); returns the holder removed.
+
+    For ``dra-lab clean`` after a killed run: a live run's lock is never touched.
+    """
+    lock = RunLock(cluster, "dra-lab-clean")
+    lease = K.try_get(cluster, "leases", lock.name, lock.namespace)
+    if lease is None:
+        return ""
+    held_by = str((lease.get("spec") or {}).get("holderIdentity") or "")
+    if (run_id is not None and held_by != run_id) or not lock._stale(lease, None):
+        return ""
+    rv = (lease.get("metadata") or {}).get("resourceVersion")
+    try:
+        K.request(cluster, "DELETE", lock._path(), body={"preconditions": {"resourceVersion": rv}})
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return ""
+        raise
+    return held_by or "nobody"
+
+
 @contextlib.contextmanager
 def run_lock(cluster: ClusterClient, run_id: str, settings: LeaseSettings | None = None) -> Iterator[RunLock]:
     """Hold the cluster lock for the ``with`` block."""
@@ -265,4 +318,5 @@ def run_lock(cluster: ClusterClient, run_id: str, settings: LeaseSettings | None
         lock.release()
 
 
-__all__ = ["LOCK_NAME", "LOCK_NAMESPACE", "LeaseSettings", "LockHeld", "RunLock", "holder", "run_lock"]
+__all__ = ["HOLDER_PROCESS_ANNOTATION", "LOCK_NAME", "LOCK_NAMESPACE", "LeaseSettings", "LockHeld", "RunLock", "holder",
+           "process_gone", "remove_stale", "run_lock", "this_process"]

@@ -98,8 +98,9 @@ class RunGate:
         from checks.kube import labels
         from checks.kube.lease import RunLock
 
-        if self.lock_timeout_s <= 0:
-            RunLock(client, self.run_id).check_free()
+        if self.lock_timeout_s > 0:
+            return  # the run will wait for the lock; leftovers are judged once it holds it (the plugin)
+        RunLock(client, self.run_id).check_free()
         if not self.clean_leftovers:
             labels.refuse_leftovers(labels.find_leftovers(client, self.run_id))
 

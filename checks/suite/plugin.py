@@ -216,9 +216,10 @@ class Suite:
         s = self.settings
         values = cfg.values(driver_root=s.driver_root, image_tag=s.image_tag)
         sys.stderr.write(f"\n[dra-lab] installing driver configuration '{cfg.key}' from {s.chart}\n")
-        if not self.install.attempted:
+        first = not self.install.attempted
+        self.install.attempted = True  # from here on the namespace and release may exist, whatever happens next
+        if first:
             self.install.created_namespace = claim_namespace(self.cluster, s.run_id)
-        self.install.attempted = True  # from here on the release may exist, whatever happens next
         self.install.current = None
         try:
             helm.upgrade_install(self.cluster, RELEASE, s.chart, names.NAMESPACE, values,
@@ -311,8 +312,8 @@ class Suite:
             helm.uninstall(self.cluster, RELEASE, names.NAMESPACE, timeout_s=self.settings.timeout(180))
             self.install.current = None
             self.install.attempted = False
-            if self.install.created_namespace:
-                remove_created_namespace(self.cluster, timeout_s=self.settings.timeout(120))
+            # The namespace goes if any dra-lab run created it (e.g. a killed one whose release this run reused).
+            remove_created_namespace(self.cluster, timeout_s=self.settings.timeout(120))
         except Exception as exc:
             self.notes.append(f"driver uninstall failed: {' '.join(str(exc).split())[:300]}")
 
