@@ -70,3 +70,14 @@ def test_plugin_view_follows_state(tmp_path: Path) -> None:
     gpus = mig_state.apply(virtual_gpus(load_instance("gpu_1x_h100_sxm5")), Path(p))
     assert gpus[0].mig_enabled and [m.profile for m in gpus[0].static_mig] == ["1g.10gb"]
     assert gpus[0].static_mig[0].uuid.startswith("MIG-")
+
+
+def test_texts_verified_on_a_real_h200_with_mig_off(tmp_path: Path) -> None:
+    """Outputs captured on a real H200 (driver 580.159.04, MIG disabled): the same texts and exit codes."""
+    p = state(tmp_path)
+    for cmd in ("mig -lgi", "mig -lci", "mig -dci", "mig -dgi", "mig -cgi 1g.10gb -C", "mig -i 0 -lgi"):
+        assert smi(p, cmd) == (0, "No MIG-enabled devices found.\n"), cmd
+    assert smi(p, "--query-gpu=index,mig.mode.current --format=csv,noheader") == (0, "0, Disabled\n")
+    assert smi(p, "--query-gpu=index,foo --format=csv") == (2, 'Field "foo" is not a valid field to query.\n\n')
+    assert smi(p, "mig -x") == (2, 'Option "-x" is not recognized.\n')
+    assert smi(p, "--version")[1].splitlines()[-1] == "CUDA Version        : 13.0"

@@ -6,8 +6,11 @@ node's MIG state file (``/var/lib/nvidia-twin/mig-state.json``, the stand-in for
 that the emulated GPU plugin reads when it starts. This file is copied verbatim into the host root and run by
 the host's ``/usr/bin/python3`` inside containers, so it uses the standard library only.
 
-Commands (real syntax; texts from ``notes/device-h200.md`` where observed there, else NVIDIA's usual wording —
-to be verified on a real H100, see docs/twin-fidelity.md):
+Commands (real syntax). Verified against a real H200 (driver 580.159.04, MIG disabled; ``notes/device-h200.md`` and
+the issue-13 notes): ``mig -lgip``/``-lgipp`` layout, "No MIG-enabled devices found." (rc 0) for ``-lgi``, ``-lci``,
+``-dci``, ``-dgi`` and ``-cgi`` while MIG is off, "No devices were found" (rc 6), the ``--query-gpu`` CSV and its
+invalid-field error, ``Option "-x" is not recognized.``, ``--version``. Texts that need MIG mode on (GI/CI
+create/destroy lines, ``-lgi`` tables) follow NVIDIA's usual wording and are not verified (docs/twin-fidelity.md):
 ``-L``; ``--query-gpu=index,name,uuid,pci.bus_id,mig.mode.current,mig.mode.pending --format=csv[,noheader]``;
 ``[-i N] -mig 0|1``; ``mig [-i N] -lgip | -lgipp | -lgi | -lci | -cgi P[:start][,P…] [-C] | -cci | -dci [-gi
 ID] [-ci ID] | -dgi [-gi ID]``.
@@ -180,7 +183,7 @@ _QUERY: dict[str, Callable[[Gpu], str]] = {
 def render_query(gpus: list[Gpu], fields: list[str], noheader: bool) -> str:
     for f in fields:
         if f not in _QUERY:
-            raise SmiError(f'Field "{f}" is not a valid field to query.', 2)
+            raise SmiError(f'Field "{f}" is not a valid field to query.\n', 2)
     lines = [] if noheader else [", ".join(fields)]
     lines += [", ".join(_QUERY[f](g) for f in fields) for g in gpus]
     return "\n".join(lines) + "\n"
@@ -364,6 +367,9 @@ def _mig(gpus: list[Gpu], args: list[str]) -> str:
         if args:
             raise SmiError(_USAGE.rstrip(), 2)
         return create_gis(gpus, spec, with_ci)
+    unknown = next((a for a in args if a.startswith("-")), None)
+    if unknown is not None:
+        raise SmiError(f'Option "{unknown}" is not recognized.', 2)  # observed on the H200 (580.159.04)
     raise SmiError(_USAGE.rstrip(), 2)
 
 
