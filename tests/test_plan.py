@@ -319,10 +319,13 @@ def test_job_command_line_selects_the_planned_checks(generated: PR.Generated, ke
         assert args[:3] == ["check", "--instance", run.instance.instance_type]
         selected, _skipped = dry_run_selection(args, tmp_path / name)
         assert selected == {c.name for c in run.checks}
-        if key == "-nightly":
+        disruptive = [c.function for c in run.checks if c.needs.get("disruptive")]
+        if key == "-nightly":  # roadmap items 5 and 14: stress nightly, disruptive checks in periodics only
             assert {c.function for c in run.checks} >= {"test_shared_claim_many_pods"}, "stress is nightly"
+            assert "--disruptive" in args and disruptive
         else:
             assert "--profile" in args and any(c.needs.get("compute_domains") for c in run.checks)
+            assert "--disruptive" not in args and not disruptive
 
 
 def test_use_cases_cover_the_roadmap_table() -> None:

@@ -116,6 +116,8 @@ class UseCase:
     """The schedule its monthly cost assumes unless ``--schedule`` says otherwise."""
     profile: str | None = None
     """A ``dra-lab check --profile`` whose marker expression the use case is (its job passes the profile)."""
+    disruptive: bool = False
+    """Whether its runs pass ``--disruptive`` (roadmap item 14: disruptive checks run in periodics only)."""
 
 
 USE_CASES: dict[str, UseCase] = {u.name: u for u in (
@@ -134,13 +136,13 @@ USE_CASES: dict[str, UseCase] = {u.name: u for u in (
     UseCase("compute-domains", "ComputeDomains and IMEX channels on one node",
             markers="compute_domains", needs=("compute_domains", "imex"), aliases=("compute domains", "cd"),
             roadmap=RoadmapClaim(("gpu_1x_b200_sxm6",), "compute domains: gpu_1x_b200_sxm6 $6.99")),
-    UseCase("full", "every check that can run on some Lambda instance type",
+    UseCase("full", "every check that can run on some Lambda instance type", disruptive=True,
             aliases=("full coverage", "full-coverage", "all"),
             roadmap=RoadmapClaim(("gpu_8x_h100_sxm5",), "full coverage: gpu_8x_h100_sxm5 $31.92")),
     UseCase("nightly", "roadmap item 5: the full single-GPU set plus upgrade/downgrade and stress, every 6 h",
-            markers="not multi_gpu", scope=Scope(max_gpus=1), schedule="nightly"),
+            markers="not multi_gpu", scope=Scope(max_gpus=1), schedule="nightly", disruptive=True),
     UseCase("weekly", "roadmap item 11: the full GPU target (static MIG, stress, upgrade, multi-GPU) once a week",
-            scope=Scope(only=("gpu_8x_h100_sxm5",)), schedule="weekly",
+            scope=Scope(only=("gpu_8x_h100_sxm5",)), schedule="weekly", disruptive=True,
             roadmap=RoadmapClaim(("gpu_8x_h100_sxm5",), "weekly multi-GPU: gpu_8x_h100_sxm5, ~$16 a run (30 min)",
                                  usd_per_run=16.0, minutes_per_run=30.0)),
     UseCase("b200", "roadmap item 9: the `--profile b200` set where compute domains auto-enable",
@@ -217,8 +219,12 @@ class Goal:
     """Instance types allowed."""
     use_case: UseCase | None = None
     """The §4.4 use case, when the goal is one."""
+    disruptive: bool = True
+    """Whether disruptive checks (opt-in ``--disruptive``) belong to the goal; its runs pass the flag."""
 
     def selects(self, check: CheckInfo) -> bool:
+        if check.needs.get("disruptive") and not self.disruptive:
+            return False
         if self.check_names:
             return check.nodeid in self.check_names
         if self.markers is None and not self.needs:
@@ -244,12 +250,17 @@ def use_case(name: str) -> UseCase | None:
     return None
 
 
+def for_use_case(uc: UseCase) -> Goal:
+    """The goal a use case stands for."""
+    return Goal(uc.name, uc.markers, uc.needs, scope=uc.scope, use_case=uc, disruptive=uc.disruptive)
+
+
 def parse_goal(text: str, checks: Iterable[CheckInfo]) -> Goal:
     """``--goal`` text → :class:`Goal`; UsageError (one line, exit 2) for anything not understood."""
     raw = text.strip()
     uc = use_case(raw)
     if uc is not None:
-        return Goal(uc.name, uc.markers, uc.needs, scope=uc.scope, use_case=uc)
+        return for_use_case(uc)
     key, sep, value = raw.partition("=")
     key = key.strip().lower()
     if sep and key in ("markers", "m"):

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from checks.plan.cost import CostModel, Plan, optimal
-from checks.plan.goals import USE_CASES, Goal
+from checks.plan.goals import USE_CASES, Goal, for_use_case
 from checks.plan.matrix import Matrix
 
 LAB_SCRIPT = "scripts/ci/lambda-e2e.sh"
@@ -85,7 +85,7 @@ class JobSpec:
     always_run: bool = True
     """Presubmit: run on every PR (else only on ``/test``)."""
     extra_args: tuple[str, ...] = ()
-    """More ``dra-lab check`` arguments (``--disruptive`` for periodics only: roadmap item 14)."""
+    """More ``dra-lab check`` arguments (``--disruptive`` comes from the use case: roadmap item 14)."""
     min_timeout_h: int = 2
     """Lower bound of the decoration timeout (the existing jobs use 2h)."""
 
@@ -94,9 +94,9 @@ JOBS: tuple[JobSpec, ...] = (
     JobSpec("presubmit", "presubmit", "presubmit", "dra-lab checks on the cheapest single-GPU Lambda instance "
             "for dra-driver-nvidia-gpu PRs"),
     JobSpec("nightly", "periodic", "nightly", "dra-lab: full single-GPU set plus upgrade/downgrade and stress "
-            "every 6h (roadmap item 5)", interval="6h", extra_args=("--disruptive",)),
+            "every 6h (roadmap item 5)", interval="6h"),
     JobSpec("weekly", "periodic", "weekly", "dra-lab: full GPU target on gpu_8x_h100_sxm5 weekly (roadmap "
-            "item 11)", cron="0 4 * * 0", extra_args=("--disruptive",)),
+            "item 11)", cron="0 4 * * 0"),
     JobSpec("b200", "presubmit", "b200", "dra-lab B200 validation (--profile b200): presubmit set with compute "
             "domains, controller and its metrics (roadmap item 9)", always_run=False),
 )
@@ -113,6 +113,8 @@ def check_args(goal: Goal, extra: tuple[str, ...]) -> list[str]:
         args += ["--profile", goal.use_case.profile]
     elif goal.markers:
         args += ["-m", goal.markers]
+    if goal.disruptive:
+        args.append("--disruptive")
     return args + list(extra)
 
 
@@ -175,7 +177,7 @@ def generate(matrix: Matrix, settings: ProwSettings | None = None, model: CostMo
     out = Generated({})
     for spec in JOBS:
         uc = USE_CASES[spec.use_case]
-        plan = optimal(matrix, Goal(uc.name, uc.markers, uc.needs, scope=uc.scope, use_case=uc), model).best
+        plan = optimal(matrix, for_use_case(uc), model).best
         prefix = "ci" if spec.kind == "periodic" else "pull"
         base = f"{prefix}-{settings.driver_repo}-dra-lab-lambda-{spec.key}"
         for i, run in enumerate(plan.runs):

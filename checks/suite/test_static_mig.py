@@ -27,7 +27,7 @@ from checks.suite.node_mig import NodeSmi, unsupported
 
 Obj = dict[str, Any]
 
-pytestmark = [pytest.mark.mig, pytest.mark.fastfeedback, pytest.mark.needs(mig=True)]
+pytestmark = [pytest.mark.mig, pytest.mark.fastfeedback, pytest.mark.needs(mig=True), pytest.mark.roadmap(7)]
 
 MIG_KEYS = {"addressingMode", "architecture", "brand", "cudaComputeCapability", "cudaDriverVersion",
             "driverVersion", "parentUUID", "productName", "profile", "resource.kubernetes.io/pciBusID",
