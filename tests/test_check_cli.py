@@ -120,7 +120,15 @@ def test_dry_run_prints_plan_and_starts_nothing(tmp_path: Path) -> None:
                      r"gpu_1x_a10 has 1$", text, re.M)
     assert "needs a MIG-capable GPU; NVIDIA A10 (gpu_1x_a10) has no MIG" in text
     assert "not feasible on Lambda: " in text
-    assert "driver configurations to install, in order: default, MPSSupport, TimeSlicingSettings" in text
+    assert "driver configurations to install, in order: default, MPSSupport, NVMLDeviceHealthCheck, " \
+        "TimeSlicingSettings" in text
+    # Roadmap items 1, 3, 4, 8, 12, 13 run on an A10 (none is declared infeasible or skipped).
+    for check in ("test_upgrade.py::test_upgrade_and_downgrade_keep_workloads",
+                  "test_health.py::test_monitor_startup_lines_and_no_taints",
+                  "test_leader_election.py::test_failover_after_leader_deleted",
+                  "test_webhook.py::test_admission_with_self_made_tls", "test_basics.py::test_sigusr2_dump_gpus",
+                  "test_metrics.py::test_controller_metrics_and_compute_domain_info"):
+        assert re.search(rf"^  run  \S*{re.escape(check)}  ", text, re.M), check
     assert "target twin" not in proc.stderr and not (out / "twin").exists() and not (out / "results.json").exists()
     assert time.monotonic() - started < 60
 

@@ -135,7 +135,10 @@ def test_report_aggregates_runs_across_instances(tmp_path: Path, capsys: pytest.
     _write(tmp_path, "gpu_8x_a100", "dynmig_fragmentation", "r20261126-100000-cccc",
            {"run": {"status": "passed"}, "metrics": {"agreements": 11, "disagreements": 0, "gpu": "A100"}})
     _write(tmp_path, "gpu_8x_a100", "checks", "r20261126-100000-cccc",
-           {"exit_status": 0, "started": 1.0e9, "finished": 1.0e9 + 30, "counts": {"passed": 3, "skipped": 2}})
+           {"exit_status": 0, "started": 1.0e9, "finished": 1.0e9 + 30, "counts": {"passed": 3, "skipped": 2},
+            "checks": [{"nodeid": "test_upgrade.py::t", "data": {"timings": {"upgrade_helm_s": 1.5,
+                                                                               "leader_failover_s": 16.2}}},
+                       {"nodeid": "test_basics.py::t", "data": {"chart": "x"}}]})
     df = load_runs(tmp_path)
     assert len(df) == 5
     assert set(df["instance"]) == {"gpu_1x_a10", "gpu_8x_a100"}
@@ -143,6 +146,7 @@ def test_report_aggregates_runs_across_instances(tmp_path: Path, capsys: pytest.
     assert list(a10["status"]) == ["passed", "failed"] and list(a10["metric.total_p50_s"]) == [1.0, 2.0]
     suite = df[df["notebook"] == "checks"].iloc[0]
     assert suite["status"] == "passed" and suite["duration_s"] == 30 and suite["metric.checks_skipped"] == 2
+    assert suite["metric.upgrade_helm_s"] == 1.5 and suite["metric.leader_failover_s"] == 16.2
 
     main(["lab", "report", "--outputs", str(tmp_path)])
     assert "5 run(s)" in capsys.readouterr().out

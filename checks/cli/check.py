@@ -31,6 +31,7 @@ from checks.errors import UsageError
               help="Output folder (default outputs/<instance>/checks/<run-id>).")
 @click.option("--chart", help="Chart reference [env TEST_CHART_REPO].")
 @click.option("--chart-version", help="Chart version [env TEST_CHART_VERSION].")
+@click.option("--last-stable-chart", help="Baseline chart for upgrade/downgrade [env TEST_CHART_LASTSTABLE_REPO].")
 @click.option("--last-stable-version", help="Baseline chart version [env TEST_CHART_LASTSTABLE_VERSION].")
 @click.option("--driver-root", help="nvidiaDriverRoot [env TEST_NVIDIA_DRIVER_ROOT] (Lambda: /).")
 @click.option("--stress-pods", type=int, help="Stress: pods per iteration [env TEST_GPU_STRESS_PODS_N].")
@@ -50,7 +51,8 @@ from checks.errors import UsageError
 def command(kubeconfig: Path | None, context: str | None, twin: str | None, instance: str, twin_mig: str | None,
             twin_k8s: str, profile_name: str | None, markers: str | None, keyword: str | None, dry_run: bool,
             run_id: str | None,
-            output: Path | None, chart: str | None, chart_version: str | None, last_stable_version: str | None,
+            output: Path | None, chart: str | None, chart_version: str | None, last_stable_chart: str | None,
+            last_stable_version: str | None,
             driver_root: str | None, stress_pods: int | None, stress_iterations: int | None,
             timeout_scale: float | None, yes: bool, adopt: bool, disruptive: bool, no_internet: bool,
             keep_driver: bool, clean_leftovers: bool, lock_timeout: float | None, quiet: bool,
@@ -80,7 +82,8 @@ def command(kubeconfig: Path | None, context: str | None, twin: str | None, inst
     if lock_timeout is not None and lock_timeout < 0:
         raise UsageError("must be zero or more seconds", where="--lock-timeout")
     preflight.markers(markers)
-    options = {"chart": chart, "chart_version": chart_version, "last_stable_version": last_stable_version,
+    options = {"chart": chart, "chart_version": chart_version, "last_stable_chart": last_stable_chart,
+               "last_stable_version": last_stable_version,
                "driver_root": driver_root, "stress_pods": stress_pods, "stress_iterations": stress_iterations,
                "timeout_scale": timeout_scale, "adopt": adopt, "disruptive": disruptive,
                "no_internet": no_internet, "keep_driver": keep_driver, "dry_run": dry_run,

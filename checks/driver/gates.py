@@ -6,6 +6,7 @@ same texts to assert what a crash-looping container printed on a real cluster.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -64,7 +65,21 @@ class GateParseError(ValueError):
     """``FEATURE_GATES`` could not be parsed; the message is component-base's text."""
 
 
-def parse_feature_gates(text: str) -> dict[str, bool]:
+def gates_of_release(version: str) -> frozenset[str]:
+    """Gate names a driver release knows: those whose ``since`` minor is not newer than the release's (§3.1).
+
+    ``version`` is a chart/app version like ``0.4.0`` or ``v0.5.0-dev``; a 0.4 binary does not know
+    ``ConsumableShares`` (since 0.5) and fails flag parsing on it, as any unknown gate.
+    """
+    m = re.match(r"^v?(\d+)\.(\d+)", version.strip())
+    if m is None:
+        return KNOWN
+    have = (int(m.group(1)), int(m.group(2)))
+    driver = {g.name for g in GATES if tuple(int(x) for x in g.since.split(".")) <= have}
+    return frozenset(driver) | frozenset(LOGGING_GATES)
+
+
+def parse_feature_gates(text: str, known: frozenset[str] | None = None) -> dict[str, bool]:
     """Parse ``"A=true,B=false,"`` (Helm renders a trailing comma) into the explicitly set gates.
 
     Unknown names and non-boolean values raise :class:`GateParseError` with the wording of
@@ -80,7 +95,7 @@ def parse_feature_gates(text: str) -> dict[str, bool]:
         key = key.strip()
         if not sep:
             raise GateParseError(f"missing bool value for {key}")
-        if key not in KNOWN:
+        if key not in (KNOWN if known is None else known):
             raise GateParseError(f"unrecognized feature gate: {key}")
         parsed = _parse_bool(value.strip())
         if parsed is None:

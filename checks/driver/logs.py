@@ -132,3 +132,58 @@ def became_leader(lock_id: str, namespace: str, name: str) -> list[LogLine]:
         LogLine(0, structured("Successfully acquired lease", lock=f"{namespace}/{name}"), "leaderelection.go", 271),
         LogLine(0, structured("Became leader, starting controller", lockID=lock_id), "main.go", 205),
     ]
+
+
+# §7 — NVMLDeviceHealthCheck. The roadmap's "Starting NVML event monitor" does not exist in the code.
+HEALTH_STARTUP: tuple[str, ...] = (
+    "creating NVML events for device health monitor",
+    "registering NVML events for device health monitor",
+    "started device health monitoring",
+    "Starting to watch for device health notifications",
+)
+"""The four V4 lines the GPU plugin logs when the health monitor starts, in order."""
+
+
+def health_startup() -> list[LogLine]:
+    return [LogLine(4, text, "device_health.go", 90 + 10 * i) for i, text in enumerate(HEALTH_STARTUP)]
+
+
+def health_event(kind: str, uuid: str, xid: int | None, key: str, value: str, effect: str,
+                 tainted: int) -> list[LogLine]:
+    """Lines of one health event: the warning, the XID processing lines (V4) and the republish line (V4)."""
+    out = [LogLine(0, f"Received {kind} health event for device {uuid}", "driver.go", 520, "W")]
+    if xid is not None:
+        out += [LogLine(4, f"Processing event XID={xid} event", "device_health.go", 240),
+                LogLine(4, f"Sending XID={xid} health event for device {uuid}", "device_health.go", 262)]
+    else:
+        out.append(LogLine(0, f"GPU is lost error: {kind}; Tainting all devices with {key}",
+                           "device_health.go", 215, "W"))
+    out.append(LogLine(4, f'Republishing ResourceSlice: {tainted} device(s) tainted with {key}="{value}" '
+                          f"(effect={effect})", "driver.go", 548))
+    return out
+
+
+# §10 — SIGUSR2.
+def dump_written(path: str) -> LogLine:
+    return LogLine(0, f"Wrote: {path}", "util.go", 75)
+
+
+# §6.1, §14.2 — checkpoint.
+CHECKSUM_DIFF: str = ("checkpoint failed checksum verification; unified diff (on-disk vs re-marshaled by current "
+                      "binary):")
+"""Error the GPU plugin logs when the checkpoint's checksum does not verify (UG3 greps its first part)."""
+
+
+def checkpoint_created() -> LogLine:
+    return LogLine(0, "Create empty checkpoint", "device_state.go", 282)
+
+
+def checkpoint_invalidated(stored: str, current: str) -> LogLine:
+    return LogLine(0, f'Invalidating checkpoint: checkpoint nodeBootID "{stored}" != current "{current}"',
+                   "device_state.go", 277)
+
+
+# §9.1 — controller HTTP server.
+def controller_http(endpoint: str, path: str) -> list[LogLine]:
+    return [LogLine(0, structured("Starting metrics", path=path), "main.go", 160),
+            LogLine(0, structured("Starting HTTP server", endpoint=endpoint), "main.go", 170)]

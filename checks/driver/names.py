@@ -223,3 +223,33 @@ METRIC_PREPARED_DEVICES: Final = "nvidia_dra_prepared_devices"
 METRIC_PREPARE_ERRORS: Final = "nvidia_dra_node_prepare_errors_total"
 METRIC_UNPREPARE_ERRORS: Final = "nvidia_dra_node_unprepare_errors_total"
 METRIC_CD_INFO: Final = "nvidia_dra_compute_domain_info"
+
+# §10 — SIGUSR2 goroutine dump.
+GOROUTINE_DUMP: Final = "/tmp/goroutine-stacks.dump"
+"""Where every Go binary of the driver writes all goroutine stacks on SIGUSR2 (inside its container)."""
+GOROUTINE_DUMP_MARKER: Final = "main.RunPlugin"
+"""Frame the bats test B9 expects in the dump of both kubelet plugins."""
+
+# §6.1, §16.1 — plugin state on the host.
+PLUGINS_DIR: Final = "/var/lib/kubelet/plugins"
+"""Default ``kubeletPlugin.kubeletPluginsDirectoryPath`` (mounted at the same path in the plugin containers)."""
+GPU_CHECKPOINT: Final = f"{PLUGINS_DIR}/{GPU_DRIVER}/checkpoint.json"
+"""The GPU plugin's checkpoint (``PrepareStarted``/``PrepareCompleted`` claims + node boot id)."""
+CD_CHECKPOINT: Final = f"{PLUGINS_DIR}/{CD_DRIVER}/checkpoint.json"
+
+# §9.1, §2 — HTTP endpoints (container ports inside the pods; the chart declares no containerPort for them).
+GPU_PLUGIN_METRICS_PORT: Final = 8080
+CD_PLUGIN_METRICS_PORT: Final = 8081
+CONTROLLER_METRICS_PORT: Final = 8080
+METRICS_PATH: Final = "/metrics"
+
+# §7 — health events: env of the extra ignored XIDs.
+ADDITIONAL_XIDS_ENV: Final = "ADDITIONAL_XIDS_TO_IGNORE"
+
+# §1.13 — opt-in NetworkPolicies (Egress only, TCP 443 and 6443).
+NETWORK_POLICY_PORTS: Final = (443, 6443)
+
+
+def network_policy(component: str, name: str = CHART_NAME) -> str:
+    """NetworkPolicy name of ``controller`` / ``kubelet-plugin``: ``<name>-<component>``."""
+    return f"{name}-{component}"

@@ -36,6 +36,13 @@ EMULATED_GPUS_LABEL = "dra-lab.io/emulated-gpus"
 #: leaves it (the release lives there until uninstalled); it is removed after the release, and only if a run
 #: created it.
 CREATED_BY_RUN_LABEL = "dra-lab.io/created-by-run"
+#: Node label of a cluster that can inject GPU health events (XIDs, GPU lost) — only twins; real Lambda nodes
+#: cannot (roadmap "Not feasible": real XID fault injection). Value ``annotation``: write
+#: :data:`HEALTH_EVENT_ANNOTATION` on the node.
+HEALTH_INJECTION_LABEL = "dra-lab.io/health-event-injection"
+#: Node annotation whose JSON value ``{"seq": n, "event": "xid"|"gpu-lost", "uuid": "GPU-…", "xid": n}`` makes
+#: the emulated GPU plugin see that NVML event (each new ``seq`` once).
+HEALTH_EVENT_ANNOTATION = "dra-lab.io/inject-health-event"
 #: Label key naming the check that created an object (for artifacts and humans).
 CHECK_LABEL = "dra-lab.io/check"
 #: Shape of a run id: ``r`` + UTC date-time + 4 hex digits, e.g. ``r20261126-175800-ab12``.

@@ -68,6 +68,10 @@ RESOURCES: dict[tuple[str, str], Resource] = {
         "DeviceTaintRule": Resource("resource.k8s.io/v1", "devicetaintrules", False),
         "ComputeDomain": Resource("resource.nvidia.com/v1beta1", "computedomains", True),
         "ComputeDomainClique": Resource("resource.nvidia.com/v1beta1", "computedomaincliques", True),
+        "CustomResourceDefinition": Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+        "ValidatingWebhookConfiguration": Resource("admissionregistration.k8s.io/v1",
+                                                   "validatingwebhookconfigurations", False),
+        "NetworkPolicy": Resource("networking.k8s.io/v1", "networkpolicies", True),
     }.items()
 }
 BY_PLURAL: dict[str, Resource] = {r.plural: r for r in RESOURCES.values()}

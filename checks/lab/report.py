@@ -39,6 +39,12 @@ def _suite_row(inst: str, run_id: str, data: dict[str, Any]) -> dict[str, Any]:
                            ("" if code == 0 else f"pytest exit status {code}")}
     for k, v in sorted((data.get("counts") or {}).items()):
         row[f"metric.checks_{k}"] = v
+    # Timings the checks measured (upgrade/downgrade, leader failover, webhook, ...): ``data.timings`` per check.
+    for check in data.get("checks") or []:
+        timings = (check.get("data") or {}).get("timings") if isinstance(check, dict) else None
+        for k, v in sorted((timings or {}).items()) if isinstance(timings, dict) else ():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                row[f"metric.{k}"] = v
     return row
 
 

@@ -46,6 +46,10 @@ def pytest_args(run: CheckRun, target: Target | None, instance: str) -> list[str
             args += ["--context", target.context]
         if target.chart and not run.options.get("chart"):
             args += ["--chart", target.chart]
+        if target.last_stable_chart and not run.options.get("last_stable_chart"):
+            args += ["--last-stable-chart", target.last_stable_chart]
+            if target.last_stable_version and not run.options.get("last_stable_version"):
+                args += ["--last-stable-version", target.last_stable_version]
         if target.is_twin:
             args.append("--yes")
     if run.markers:

@@ -28,6 +28,10 @@ class Target:
     """Lambda instance type."""
     chart: str | None = None
     """Chart reference to install the driver from; None = the real upstream chart."""
+    last_stable_chart: str | None = None
+    """Baseline chart for upgrade/downgrade checks; None = the published last-stable chart."""
+    last_stable_version: str | None = None
+    """Its version."""
     is_twin: bool = False
     """Only for reporting and to acknowledge the destructive guard: the twin is ours to change."""
     description: str = ""
@@ -69,13 +73,15 @@ def open_target(*, kubeconfig: Path | None = None, context: str | None = None, t
         return
     inst_obj = load_instance(twin or instance or "gpu_1x_a10")
     from checks.twin.lambda_twin import Twin
-    from checks.twin.nvidia import chart_path
+    from checks.twin.nvidia import LAST_STABLE_VERSION, chart_at_version, chart_path
 
     opts = twin_options or TwinOptions()
     tw = Twin(inst_obj.instance_type, run_dir=run_dir, options=opts)
     tw.start()
     try:
+        baseline = chart_at_version(Path(tw.run_dir), LAST_STABLE_VERSION)
         yield Target(Path(tw.kubeconfig), None, inst_obj.instance_type, chart=str(chart_path()), is_twin=True,
+                     last_stable_chart=str(baseline), last_stable_version=LAST_STABLE_VERSION,
                      description=f"twin of {inst_obj.instance_type} at {tw.url}",
                      extra={"kube_version": opts.kube_version,
                             "mig_enabled": ",".join(map(str, opts.mig_enabled)) or "none"})

@@ -57,6 +57,13 @@ UPSTREAM_TAGS = {
     "mig": "MIG (static or dynamic)",
     "compute_domains": "ComputeDomains / IMEX",
     "not_feasible": "scenarios that cannot run on Lambda single-node instances (always skipped, with a reason)",
+    "portable": "roadmap item 12: GPU-Operator-independent basics (select with -m portable)",
+    "gpu_operator": "needs the NVIDIA GPU Operator (Lambda has none; deselect with -m 'not gpu_operator')",
+    "upgrade": "roadmap item 1: helm upgrade/downgrade between the last-stable and the tested chart",
+    "health": "roadmap item 3: NVMLDeviceHealthCheck (own driver configuration)",
+    "leader_election": "roadmap item 4: controller leader election",
+    "webhook": "roadmap item 8: validating admission webhook",
+    "untested_features": "roadmap §8: features with no upstream coverage",
 }
 
 

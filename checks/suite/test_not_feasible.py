@@ -1,8 +1,10 @@
-"""Upstream scenarios that cannot run on a single Lambda instance, listed so they show up as reasoned skips.
+"""The roadmap's "Not feasible on Lambda" list — exactly that list, no more — as reasoned skips.
 
-Each entry names the upstream test(s) it stands for (upstream-e2e-tests.md §1) and says why it cannot run
-here; the plugin turns ``needs(not_feasible=...)`` into a skip with that reason, so the plan and results.json
-show what is *not* covered instead of leaving it out silently.
+roadmap.md ("Not feasible on Lambda (and only these)") names eight scenarios; everything in the 14 prioritized
+items IS feasible on some Lambda instance and has a real check instead of an entry here (upgrade/downgrade,
+leader election, static MIG, node reboot ... are not in this file on purpose). Each entry names the upstream
+tests it stands for (upstream-e2e-tests.md §1) where there are any, so the plan and results.json show what is
+not covered instead of leaving it out silently.
 """
 
 from __future__ import annotations
@@ -12,25 +14,27 @@ import pytest
 pytestmark = [pytest.mark.not_feasible]
 
 NOT_FEASIBLE: dict[str, str] = {
-    "multi_node_compute_domain_mnnvl": (
-        "MN1–MN2, CF1–CF4: multi-node ComputeDomains and MNNVL workloads need several NVLink-connected nodes "
-        "with an IMEX fabric; a Lambda instance is one node"),
+    "multi_node_compute_domain_workloads": (
+        "MN1–MN2, CF1–CF2: multi-node ComputeDomain workloads (nvbandwidth, failover) need several "
+        "NVLink-connected nodes sharing an IMEX domain; a Lambda instance is one node"),
+    "compute_domain_force_delete_failover": (
+        "CF3–CF4: ComputeDomain failover by force-deleting across nodes needs a multi-node NVLink domain"),
+    "compute_domain_updowngrade_multi_node": (
+        "CU1–CU2 with running multi-node workloads: ComputeDomain upgrade/downgrade across nodes needs a "
+        "multi-node NVLink domain"),
+    "nvlink_fabric_error_handling": (
+        "CrashOnNVLinkFabricErrors: crash vs fallback needs fabric-attached GPUs that report fabric errors"),
     "vfio_passthrough": (
-        "PassthroughSupport/VFIO: unbinding a GPU from nvidia to vfio-pci needs IOMMU control of the host, "
-        "which a Lambda VM does not give"),
+        "PassthroughSupport/VFIO: binding a GPU to vfio-pci needs an IOMMU the Lambda VM does not expose"),
+    "openshift": ("OpenShift-specific RBAC (SCC bindings): Lambda offers no OpenShift clusters"),
     "real_xid_injection": (
-        "NVMLDeviceHealthCheck with real XID errors: injecting XIDs needs a debug driver or a faulty GPU"),
-    "gpu_operator_basics": (
-        "B2–B3, B8: GPU Operator presence and CD controller image checks assume an Operator-managed cluster"),
-    "kubelet_restart_over_ssh": (
-        "kubelet/plugin restart robustness needs SSH to the node; the suite only talks to the Kubernetes API"),
-    "chart_upgrade_downgrade_offline": (
-        "UG1–UG3, CU1–CU2: upgrade/downgrade from the published last-stable chart needs the OCI registry, "
-        "unreachable without internet"),
-    "leader_election_failover": (
-        "LE1–LE2: controller leader-election failover needs the compute-domain controller, disabled on Lambda "
-        "types without compute domains"),
+        "real XID fault injection: NVML XID events need a debug driver or a faulty GPU (emulated clusters "
+        "that can inject XIDs run the XID half of test_health.py instead)"),
+    "multi_node_mig_gpu_operator": (
+        "multi-node MIG management through the GPU Operator's mig-manager: Lambda runs no GPU Operator and one "
+        "instance is one node"),
 }
+"""Scenario id → why it cannot run on Lambda (roadmap.md "Not feasible", one entry per item)."""
 
 
 @pytest.mark.parametrize(

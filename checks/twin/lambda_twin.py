@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.catalog import Instance, load_instance
-from checks.kube.labels import EMULATED_GPUS_LABEL
+from checks.kube.labels import EMULATED_GPUS_LABEL, HEALTH_INJECTION_LABEL
 from checks.twin.nvidia import binaries, hostfiles
 from checks.twin.nvidia.binaries.webhook import resolve_service
 from checks.twin.nvidia.binaries.webhook import serving as webhook_serving
@@ -51,6 +51,8 @@ def node_spec(instance: Instance, index: int = 0) -> NodeSpec:
         "nvidia.com/gpu.count": str(instance.gpu.count),
         "nvidia.com/gpu.product": instance.gpu.model.replace(" ", "-"),
         EMULATED_GPUS_LABEL: "true",
+        # The emulated GPU plugin's health monitor takes NVML events from a node annotation (binaries.health).
+        HEALTH_INJECTION_LABEL: "annotation",
     }
     return NodeSpec(name=name, internal_ip=f"10.0.0.{2 + index}", pod_cidr=f"10.244.{index}.0/24",
                     cpu_arch=instance.host.cpu_arch, vcpus=instance.host.vcpus, memory_gib=instance.host.memory_gib,

@@ -149,6 +149,8 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("apps", "v1", "ControllerRevision", "controllerrevisions", True, status_resets_spec=False),
     _rt("batch", "v1", "Job", "jobs", True, subresources=_STATUS, categories=("all",), tracks_generation=True),
     _rt("coordination.k8s.io", "v1", "Lease", "leases", True, status_resets_spec=False),
+    _rt("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, short_names=("netpol",),
+        status_resets_spec=False, tracks_generation=True),
     _rt("rbac.authorization.k8s.io", "v1", "Role", "roles", True, status_resets_spec=False),
     _rt("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True, status_resets_spec=False),
     _rt("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False, status_resets_spec=False),

@@ -22,10 +22,13 @@ from checks.driver import gates as gate_table
 from checks.driver import logs, names
 from checks.driver.slices import GpuFacts
 from checks.twin.nvidia import channels, mig_state, smi
+from checks.twin.nvidia.binaries.checkpoint import CheckpointFile, CorruptCheckpoint
 from checks.twin.nvidia.binaries.gpu_plugin import GpuPlugin, now, slice_bodies
+from checks.twin.nvidia.binaries.health import HealthMonitor, apply_taints, ignored_xids, watch_node
+from checks.twin.nvidia.binaries.host import boot_id, host_file, install_dump_handler, serve_address
 from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 from checks.twin.nvidia.binaries.mps import CONTROL_BINARY, MpsDaemons, run_mps_control
-from kubetwin.kubelet.seam import ContainerContext, EmulatedProgram, register_emulated_image
+from kubetwin.kubelet.seam import ContainerContext, EmulatedProgram, image_tag, register_emulated_image
 
 _lock = threading.Lock()
 _node_gpus: dict[str, list[GpuFacts]] = {}
@@ -54,10 +57,18 @@ def _verbosity(ctx: ContainerContext) -> int:
     return int(text) if text.isdigit() else 0
 
 
+def release_of(ctx: ContainerContext) -> str:
+    """The driver release the container's image tag names (``v0.4.0`` → ``0.4.0``); the binaries of different
+    releases differ where the real ones do (gates they know, §3.1)."""
+    tag = image_tag(ctx.image)
+    return tag[1:] if tag.startswith("v") else tag
+
+
 def _start(ctx: ContainerContext, component: str) -> tuple[dict[str, bool], int] | int:
     """Common start: gates parse + validation; returns (gates, verbosity) or an exit code."""
     try:
-        gates = gate_table.parse_feature_gates(ctx.env.get("FEATURE_GATES", ""))
+        gates = gate_table.parse_feature_gates(ctx.env.get("FEATURE_GATES", ""),
+                                               gate_table.gates_of_release(release_of(ctx)))
     except gate_table.GateParseError as exc:
         ctx.stderr.write(f'Error: invalid argument "{ctx.env.get("FEATURE_GATES", "")}" for "--feature-gates" '
                          f"flag: {exc}\n")
@@ -72,6 +83,7 @@ def _start(ctx: ContainerContext, component: str) -> tuple[dict[str, bool], int]
         flags = {"podName": ctx.env.get("POD_NAME", ""), "namespace": ctx.env.get("NAMESPACE", ""),
                  "additionalNamespaces": ctx.env.get("ADDITIONAL_NAMESPACES", "[]")}
     _write(ctx, logs.startup(component, gates, flags, verbosity), verbosity)
+    install_dump_handler(ctx, component, lambda text: _write(ctx, [logs.LogLine(0, text, "util.go", 58)], verbosity))
     return gates, verbosity
 
 
@@ -128,8 +140,16 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
             plugins_dir=ctx.env.get("KUBELET_PLUGINS_DIRECTORY_PATH") or "/var/lib/kubelet/plugins",
             driver_root=ctx.env.get("NVIDIA_DRIVER_ROOT") or "/", log=log,
         )
+        plugins_dir = ctx.env.get("KUBELET_PLUGINS_DIRECTORY_PATH") or names.PLUGINS_DIR
+        checkpoint = CheckpointFile(host_file(ctx, f"{plugins_dir}/{names.GPU_DRIVER}/checkpoint.json"), log)
         plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim, log=log, metrics=metrics,
-                           mps=mps)
+                           mps=mps, checkpoint=checkpoint, boot_id=boot_id(ctx))
+        try:
+            plugin.restore()
+        except (CorruptCheckpoint, ValueError) as exc:
+            ctx.stderr.write(f"Error: error creating driver: unable to create device state: unable to get "
+                             f"checkpoint: {exc}\n")
+            return 1
         if metrics is not None:
             path = ctx.env.get("METRICS_PATH") or "/metrics"
             server = _metrics_server(ctx, metrics, path)
@@ -145,6 +165,8 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         )
         reconcile_slices(resource, list(existing.get("items") or []), bodies)
         _write(ctx, lines, verbosity)
+        if gate_table.effective(gates)["NVMLDeviceHealthCheck"]:
+            _start_health(ctx, stack, api_client, node, node_uid, gpus, gates, version, log)
         ctx.stop.wait()
         _write(ctx, [logs.shutdown()], verbosity)
         return 0
@@ -158,6 +180,41 @@ def _metrics_server(ctx: ContainerContext, metrics: PluginMetrics, path: str) ->
         return MetricsServer(metrics, path, *ctx.serve_address(port)).start()
     except OSError:
         return MetricsServer(metrics, path).start()
+
+
+def _port_of(endpoint: str, default: int) -> int:
+    """The port of an ``HTTP_ENDPOINT`` like ``:8080`` (the container port the server listens on)."""
+    tail = endpoint.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else default
+
+
+def _start_health(ctx: ContainerContext, stack: contextlib.ExitStack, api_client: Any, node: str, node_uid: str,
+                  gpus: Sequence[GpuFacts], gates: dict[str, bool], version: str,
+                  log: Any) -> None:
+    """NVMLDeviceHealthCheck: the monitor's start lines, then follow injected events (:mod:`.health`)."""
+    from kubernetes import client as k8s
+
+    resource = k8s.ResourceV1Api(api_client)
+    for line in logs.health_startup():
+        log(line)
+
+    def republish(taints: dict[str, list[dict[str, Any]]]) -> None:
+        bodies, _ = slice_bodies(node, node_uid, gpus, gates, version)
+        existing = api_client.sanitize_for_serialization(
+            resource.list_resource_slice(field_selector=f"spec.nodeName={node},spec.driver={names.GPU_DRIVER}"))
+        try:
+            reconcile_slices(resource, list(existing.get("items") or []), apply_taints(bodies, taints))
+        except Exception as exc:  # the real plugin only logs a failed republish (§7)
+            log(logs.LogLine(0, f"Failed to publish resources after taint update: {exc}", "driver.go", 560, "E"))
+
+    monitor = HealthMonitor(gpus=gpus, ignored=ignored_xids(ctx.env.get(names.ADDITIONAL_XIDS_ENV, "")),
+                            republish=republish, log=log)
+    stop = threading.Event()
+    thread = threading.Thread(target=watch_node, args=(api_client, node, monitor, stop),
+                              name=f"health-{ctx.pod_name}", daemon=True)
+    thread.start()
+    stack.callback(thread.join, 2)
+    stack.callback(stop.set)
 
 
 def _pool_free(spec: dict[str, Any]) -> dict[str, Any]:
@@ -224,15 +281,49 @@ def run_controller(ctx: ContainerContext) -> int:
         ctx.stderr.write(f"Error: {exc}\n")
         return 1
     write = lambda lines: _write(ctx, lines, verbosity)  # noqa: E731
-    leading = threading.Event()
-    worker = threading.Thread(target=run_reconciler, args=(ctx, gates, write, leading), daemon=True,
-                              name=f"cd-reconciler-{ctx.pod_name}")
-    worker.start()
+    with contextlib.ExitStack() as stack:
+        on_status = _controller_http(ctx, stack, write)
+        leading = threading.Event()
+        worker = threading.Thread(target=run_reconciler, args=(ctx, gates, write, leading, on_status), daemon=True,
+                                  name=f"cd-reconciler-{ctx.pod_name}")
+        worker.start()
+        try:
+            return run_election(ctx, cfg, write, leading=leading)
+        finally:
+            leading.clear()
+            worker.join(timeout=5)
+
+
+def _controller_http(ctx: ContainerContext, stack: contextlib.ExitStack,
+                     write: Any) -> Any:
+    """With ``HTTP_ENDPOINT``: the controller's metrics/pprof server (:mod:`.controller_metrics`); every API
+    client this process makes is instrumented for the REST metrics. Returns the reconciler's status hook."""
+    if not ctx.env.get("HTTP_ENDPOINT"):
+        return None
+    from checks.twin.nvidia.binaries.controller_metrics import ControllerMetrics, ControllerServer, instrument
+
+    metrics = ControllerMetrics(f"v{release_of(ctx)}")
+    make_client = ctx.api_client
+
+    def instrumented() -> Any:
+        client = make_client()
+        instrument(client, metrics)
+        return client
+
+    ctx.api_client = instrumented
+    mpath = ctx.env.get("METRICS_PATH") or names.METRICS_PATH
+    port = _port_of(ctx.env["HTTP_ENDPOINT"], names.CONTROLLER_METRICS_PORT)
     try:
-        return run_election(ctx, cfg, write, leading=leading)
-    finally:
-        leading.clear()
-        worker.join(timeout=5)
+        server = ControllerServer(metrics, mpath, ctx.env.get("PPROF_PATH", ""), list(ctx.argv),
+                                  *serve_address(ctx, port)).start()
+    except OSError:  # the port is still held by a SIGKILLed predecessor
+        server = ControllerServer(metrics, mpath, ctx.env.get("PPROF_PATH", ""), list(ctx.argv), "127.0.0.1",
+                                  0).start()
+    stack.callback(server.stop)
+    set_endpoint(ctx.namespace, ctx.pod_name, names.CONTAINER_CONTROLLER, "http://{}:{}".format(*server.address))
+    stack.callback(set_endpoint, ctx.namespace, ctx.pod_name, names.CONTAINER_CONTROLLER, None)
+    write(logs.controller_http(ctx.env["HTTP_ENDPOINT"], mpath))
+    return metrics.set_status_counts
 
 
 def _run_cd_plugin(ctx: ContainerContext) -> int:

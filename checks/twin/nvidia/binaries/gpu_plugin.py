@@ -7,8 +7,10 @@ the slices of :mod:`checks.driver.slices` through the API (official client); reg
 real error chains; with DynamicMIG an occupied placement fails with ``Insufficient Resources``; with MPSSupport
 an MPS config starts the claim's MPS control-daemon Deployment and waits for it (:mod:`.mps`, §12.5).
 
-Twin simplifications (fidelity notes): no checkpoint file (state lives in the process, so a restarted plugin
-forgets prepared claims); no health monitor, VFIO or ConsumableShares.
+The checkpoint is a real file at ``<pluginsDir>/gpu.nvidia.com/checkpoint.json`` on the node (:mod:`.checkpoint`):
+prepared claims are written ``PrepareStarted`` → ``PrepareCompleted`` and removed at Unprepare, and a restarted or
+upgraded plugin picks them up, so pods that kept running are unprepared correctly later. Twin simplifications
+(fidelity notes): no VFIO or ConsumableShares; health events come from :mod:`.health`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from checks.driver import gates as gate_table
 from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError
 from checks.driver.slices import GpuFacts, publish
 from checks.mig import parse_device_name
+from checks.twin.nvidia.binaries.checkpoint import PREPARE_COMPLETED, PREPARE_STARTED, CheckpointFile
 from checks.twin.nvidia.binaries.metrics import PluginMetrics
 from checks.twin.nvidia.binaries.mps import PIPE_DIRECTORY, MpsDaemons
 from checks.twin.nvidia.hardware import mig_uuid
@@ -62,6 +65,64 @@ class GpuPlugin:
     """Starts/stops MPS control daemons; None = no API access for them (an MPS claim then fails to prepare)."""
     mps_groups: dict[str, list[tuple[str, ...]]] = field(default_factory=dict)
     """Claim uid → device UUID sets whose MPS daemon this plugin started (stopped at Unprepare)."""
+    checkpoint: CheckpointFile | None = None
+    """The checkpoint file; None = state only in this process (unit tests)."""
+    boot_id: str = ""
+    """Node boot id the checkpoint records."""
+
+    def restore(self) -> None:
+        """Start-up: read the checkpoint (``NewDeviceState``) and take over its completed claims.
+
+        Raises :class:`.checkpoint.CorruptCheckpoint` (after logging the diff) when it does not verify."""
+        if self.checkpoint is None:
+            return
+        cp = self.checkpoint.open(self.boot_id)
+        for uid, claim in (cp.get("preparedClaims") or {}).items():
+            if claim.get("checkpointState") != PREPARE_COMPLETED:
+                continue
+            devices = []
+            for group in claim.get("preparedDevices") or []:
+                for entry in group.get("devices") or []:
+                    dev = (entry.get("gpu") or entry.get("mig") or {}).get("device") or {}
+                    if dev.get("DeviceName"):
+                        devices.append((str(dev["DeviceName"]), tuple(dev.get("Requests") or ())))
+            self.prepared[uid] = PrepareResult(devices=tuple(self._device(uid, d, r) for d, r in devices))
+            for d, _ in devices:
+                if "-mig-" in d:
+                    parsed = parse_device_name(d)
+                    geo = self._gpu(parsed.minor).mig
+                    if geo is not None:
+                        self.mig_slots[d] = (parsed.minor, parsed.profile(geo).slots(parsed.start))
+        if self.metrics is not None:
+            self.metrics.set_prepared(self._counts())
+
+    def _counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for result in self.prepared.values():
+            for dev in result.devices:
+                kind = "mig" if "-mig-" in dev.device_name else "gpu"
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    def _record(self, uid: str, ref: Mapping[str, str], state: str | None,
+                result: PrepareResult | None = None) -> None:
+        """Read-mutate-write the checkpoint: set a claim's state (None = remove it)."""
+        if self.checkpoint is None:
+            return
+        cp = self.checkpoint.read()
+        claims = cp.setdefault("preparedClaims", {})
+        if state is None:
+            claims.pop(uid, None)
+        else:
+            devices = [{"gpu" if "-mig-" not in d.device_name else "mig": {"device": {
+                "Requests": list(d.request_names), "PoolName": d.pool_name, "DeviceName": d.device_name,
+                "CDIDeviceIDs": list(d.cdi_device_ids)}}} for d in (result.devices if result else ())]
+            claims[uid] = {"checkpointState": state, "status": {},
+                           "preparedDevices": [{"devices": devices, "configState": {}}] if devices else None,
+                           "name": ref.get("name", ""), "namespace": ref.get("namespace", "")}
+            if not devices:
+                claims[uid].pop("preparedDevices")
+        self.checkpoint.write(cp)
 
     def _gpu(self, minor: int) -> GpuFacts:
         for g in self.gpus:
@@ -98,6 +159,7 @@ class GpuPlugin:
                 result = self.prepared.pop(uid, None)
                 for dev in result.devices if result else ():
                     self.mig_slots.pop(dev.device_name, None)
+                self._record(uid, c, None)
             ok.append(not errors)
             return {c["uid"]: errors.get(c["uid"], "") for c in claims}
 
@@ -118,17 +180,13 @@ class GpuPlugin:
             if outcome and outcome[0]:
                 m.requests.labels(names.GPU_DRIVER, operation).inc()
                 m.duration.labels(names.GPU_DRIVER, operation).observe(time.monotonic() - start)
-            counts: dict[str, int] = {}
-            for result in self.prepared.values():
-                for dev in result.devices:
-                    kind = "mig" if "-mig-" in dev.device_name else "gpu"
-                    counts[kind] = counts.get(kind, 0) + 1
-            m.set_prepared(counts)
+            m.set_prepared(self._counts())
 
     def _prepare_one(self, ref: Mapping[str, str]) -> PrepareResult:
         uid, ns, name = ref["uid"], ref["namespace"], ref["name"]
         if uid in self.prepared:
             return self.prepared[uid]
+        self._record(uid, ref, PREPARE_STARTED)
         try:
             devices, env = self._prepare_devices(self.read_claim(ns, name))
         except ConfigError as exc:
@@ -136,6 +194,7 @@ class GpuPlugin:
         cdi = [names.cdi_device_id(uid, d) for d in devices]
         result = PrepareResult(devices=tuple(self._device(uid, d, req, env.get(d, {})) for d, req in devices.items()))
         self.prepared[uid] = result
+        self._record(uid, ref, PREPARE_COMPLETED, result)
         self.log(logs.prepared(ns, name, uid, cdi))
         return result
 
