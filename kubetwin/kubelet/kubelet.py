@@ -6,7 +6,9 @@ just enqueue the pod), so a pod's state machine is never driven by two threads a
 The concerns live in sibling modules: :mod:`~kubetwin.kubelet.podstate` (bookkeeping, settings),
 :mod:`~kubetwin.kubelet.env` (environment and argv), :mod:`~kubetwin.kubelet.dra` (plugins, prepare/unprepare),
 :mod:`~kubetwin.kubelet.status` (phase, conditions, container statuses), :mod:`~kubetwin.kubelet.runtime`
-(processes, logs); this module is the pod state machine plus the log/exec access the API server uses.
+(processes, logs), :mod:`~kubetwin.kubelet.sandbox` + :mod:`~kubetwin.kubelet.shim` (each container's own mount
+and PID namespace), :mod:`~kubetwin.kubelet.volumes`, :mod:`~kubetwin.kubelet.probes`; this module is the pod
+state machine plus the log/exec/endpoint access the API server uses.
 
 1. a deleting pod is stopped (SIGTERM, ``Killing`` events, SIGKILL after ``deletionGracePeriodSeconds``), its
    DRA claims unprepared, and then the pod object is deleted with grace 0 (kubernetes-dra.md §8.2);
@@ -14,10 +16,9 @@ The concerns live in sibling modules: :mod:`~kubetwin.kubelet.podstate` (bookkee
    plugin, ``FailedPrepareDynamicResources`` + back-off on failure, the pod stays ``ContainerCreating``);
 3. init containers run one at a time, then all containers; exits are handled by ``restartPolicy`` with the
    kubelet's crash-loop back-off (10 s doubling to 300 s by default, injectable for tests);
-4. status is written through :class:`~kubetwin.kubelet.status.StatusWriter`.
-
-Readiness is approximated: a container is ready once running and ``readinessProbe.initialDelaySeconds`` has
-passed; exec/http probes are not executed (docs/twin-fidelity.md).
+4. running containers are probed (:class:`~kubetwin.kubelet.probes.Prober`): readiness sets ``ready``, a failed
+   liveness/startup probe kills the container, which then restarts per ``restartPolicy``;
+5. status is written through :class:`~kubetwin.kubelet.status.StatusWriter`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import datetime as dt
 import logging
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from kubetwin.api.resources import core
 from kubetwin.controlplane import MIRROR_ANNOTATION
 from kubetwin.informer import Informer, WorkQueue
 from kubetwin.kubelet import images
+from kubetwin.kubelet.access import PodAccess
 from kubetwin.kubelet.dra import PREPARE_PENDING, DraManager
 from kubetwin.kubelet.env import NodeFacts, container_env, expand_argv
 from kubetwin.kubelet.podstate import (
@@ -48,13 +50,15 @@ from kubetwin.kubelet.podstate import (
     hexid,
     pod_loopback,
 )
-from kubetwin.kubelet.runtime import STANDARD_PATH, Container, ProcessSpec, Runtime, StartError, read_log
+from kubetwin.kubelet.probes import Prober, ProbeTarget, run_in_container
+from kubetwin.kubelet.runtime import STANDARD_PATH, Container, ProcessSpec, Runtime, StartError
 from kubetwin.kubelet.sandbox import (
     Sandbox,
     base_mounts,
     dev_mounts,
     etc_mounts,
     namespaces_available,
+    pod_etc_files,
     prepare_root,
     proc_mounts,
 )
@@ -73,7 +77,7 @@ log = logging.getLogger(__name__)
 PODS = core("pods")
 
 
-class Kubelet:
+class Kubelet(PodAccess):
     """The kubelet of one node (see the module docstring)."""
 
     def __init__(self, api: Api, node_name: str, run_dir: Path, *, config: KubeletConfig | None = None,
@@ -104,7 +108,8 @@ class Kubelet:
         self.host_root = run_dir / "host"
         """The node's emulated ``/`` (vendor host files, hostPath volumes)."""
         self._host_files_done: set[str] = set()
-        self._status = StatusWriter(api, self._informer, node_ip, self._now, self._container_ready)
+        self._status = StatusWriter(api, self._informer, node_ip, self._now, self._probed)
+        self._prober = Prober(self._now, self._queue.add, self._stop)
 
     # -- NodeHandle ----------------------------------------------------------------------------------
     @property
@@ -158,78 +163,7 @@ class Kubelet:
             finally:
                 self._queue.done(uid)
 
-    # -- logs ----------------------------------------------------------------------------------------
-    def log_path(self, namespace: str, pod: str, container: str, *, previous: bool = False) -> Path | None:
-        """The CRI log file of a container (``previous``: the instance before the last restart)."""
-        with self._lock:
-            uid = self._by_key.get((namespace, pod))
-            st = self._pods.get(uid) if uid else None
-            if st is None or container not in st.containers:
-                return None
-            cs = st.containers[container]
-            idx = cs.restart_count - (1 if previous else 0)
-            if idx < 0 or not cs.started_once:
-                return None
-            return self._pod_dir(st) / "logs" / container / f"{idx}.log"
-
-    def read_log(self, namespace: str, pod: str, container: str, *, previous: bool = False,
-                 timestamps: bool = False, tail_lines: int | None = None, since: dt.datetime | None = None,
-                 limit_bytes: int | None = None) -> bytes:
-        path = self.log_path(namespace, pod, container, previous=previous)
-        if path is None:
-            return b""
-        lines, _ = read_log(path, timestamps=timestamps, tail_lines=tail_lines, since=since,
-                            limit_bytes=limit_bytes)
-        return b"".join(lines)
-
-    # G's LogSource protocol (kubetwin.api.server): timestamped lines, the server applies options.
-    def read(self, namespace: str, pod: str, container: str, *, previous: bool) -> bytes | None:
-        path = self.log_path(namespace, pod, container, previous=previous)
-        if path is None:
-            return None
-        lines, _ = read_log(path, timestamps=True)
-        return b"".join(lines)
-
-    def follow(self, namespace: str, pod: str, container: str, *, offset: int) -> Iterator[bytes]:
-        path = self.log_path(namespace, pod, container)
-        if path is None:
-            return
-        sent = offset
-        while not self._stop.is_set():
-            running = self.container_running(namespace, pod, container)
-            lines, _ = read_log(path, timestamps=True)
-            data = b"".join(lines)
-            if len(data) > sent:
-                yield data[sent:]
-                sent = len(data)
-            elif not running:
-                return
-            else:
-                yield b""
-                self._stop.wait(0.2)
-
-    def container_running(self, namespace: str, pod: str, container: str) -> bool:
-        with self._lock:
-            uid = self._by_key.get((namespace, pod))
-            st = self._pods.get(uid) if uid else None
-            cs = st.containers.get(container) if st else None
-            return bool(cs and cs.current and cs.current.running)
-
-    def exec_spec(self, namespace: str, pod: str, container: str) -> ProcessSpec | None:
-        """The process spec (env, work dir, emulated program) of the container's *running* instance, for
-        ``pods/exec``; None when it is not running — a real kubelet only finds running containers to exec into
-        (``container not found``)."""
-        with self._lock:
-            uid = self._by_key.get((namespace, pod))
-            st = self._pods.get(uid) if uid else None
-            cs = st.containers.get(container) if st else None
-            cur = cs.current if cs else None
-            return cur.spec if cur is not None and cur.running else None
-
     # -- sync ----------------------------------------------------------------------------------------
-    def _pod_dir(self, st: PodState) -> Path:
-        return self.run_dir / "pods" / f"{st.ns}_{st.name}_{st.uid}"
-
     def _sync(self, uid: str) -> None:
         pod = None
         with self._lock:
@@ -306,13 +240,15 @@ class Kubelet:
                     self._status.write(st)
                     return
             self._start(st, c, cs, init=True)
-            self._status.write(st)
+            if not self._relist_pending(st):
+                self._status.write(st)
             return
         for c in spec.get("containers") or []:
             cs = st.containers.setdefault(c["name"], ContainerState())
             if cs.current is not None and not cs.current.running:
                 self._reap(cs)
             if cs.current is not None:
+                self._act_on_probes(st, c, cs)
                 continue
             if not cs.started_once and not cs.start_error:
                 self._start(st, c, cs, init=False)
@@ -324,9 +260,22 @@ class Kubelet:
         phase = pod_phase(st)
         if phase in ("Succeeded", "Failed"):
             st.finished = True
+        if self._relist_pending(st):
+            return
         self._status.write(st)
         if st.finished:
             self._dra.unprepare_all(st)
+
+    def _relist_pending(self, st: PodState) -> bool:
+        """A container started less than ``pleg_relist_s`` ago and has neither printed nor exited: the status
+        waits for the "relist" (re-queued), as a real kubelet's does (:class:`KubeletConfig`)."""
+        now, relist = self._now(), self.config.pleg_relist_s
+        waits = [relist - (now - cs.current.started_at).total_seconds() for cs in st.containers.values()
+                 if cs.current is not None and cs.current.running and not cs.current.log.wrote.is_set()]
+        waits = [w for w in waits if w > 0]
+        if waits:
+            self._queue.add_after(st.uid, min(waits))
+        return bool(waits)
 
     def _restart_due(self, st: PodState, c: dict[str, Any], cs: ContainerState) -> bool:
         """Crash-loop back-off: the first restart is immediate, then 10 s, 20 s, … (kuberuntime doBackOff)."""
@@ -413,13 +362,16 @@ class Kubelet:
         self._event(pod, "Normal", "Created", f"Created container: {c['name']}", c)
         uid = st.uid
         try:
-            inst = self.runtime.start(spec, lambda _c: self._on_exit(uid, _c))
+            inst = self.runtime.start(spec, lambda _c: self._on_exit(uid, _c), lambda: self._queue.add(uid))
         except StartError as exc:
             self._start_failed(st, c, cs, str(exc))
             return
         cs.current = inst
         cs.start_error = ""
         cs.waiting = ("", "")
+        cs.kill_at = None
+        if not init:
+            self._watch_probes(st, c, cs, inst)
         self._event(pod, "Normal", "Started", f"Started container {c['name']}", c)
 
     # .. container view .................................................................................
@@ -431,22 +383,6 @@ class Kubelet:
                 installer(self._node, self.host_root)
                 self._host_files_done.add(name)
 
-    def _pod_files(self, st: PodState) -> dict[str, Path]:
-        """The pod's ``/etc/hosts`` (``localhost`` → the pod's loopback address, see :meth:`endpoint`),
-        ``/etc/hostname`` and ``/etc/resolv.conf``."""
-        d = self._pod_dir(st) / "etc"
-        d.mkdir(parents=True, exist_ok=True)
-        hostname = str(st.pod["spec"].get("hostname") or st.name)
-        hosts = ["# Kubernetes-managed hosts file (twin: localhost is this pod's loopback address).",
-                 f"{st.loopback}\tlocalhost", "::1\tip6-localhost ip6-loopback"]
-        if st.pod_ip and not st.pod["spec"].get("hostNetwork"):
-            hosts.append(f"{st.pod_ip}\t{hostname}")
-        (d / "hosts").write_text("\n".join(hosts) + "\n")
-        (d / "hostname").write_text(hostname + "\n")
-        (d / "resolv.conf").write_text(f"search {st.ns}.svc.cluster.local svc.cluster.local cluster.local\n"
-                                       "nameserver 10.96.0.10\noptions ndots:5\n")
-        return {"hosts": d / "hosts", "hostname": d / "hostname", "resolv.conf": d / "resolv.conf"}
-
     def _sandbox(self, st: PodState, c: dict[str, Any], root: Path, tools_dir: Path,
                  devices: list[PreparedDevice]) -> Sandbox:
         """The container's root and mount plan (module doc of :mod:`kubetwin.kubelet.sandbox`)."""
@@ -456,8 +392,11 @@ class Kubelet:
         nodes = [n for d in devices for n in d.device_nodes]
         vctx = VolumeContext(self.api, NodeFacts(self._node, self.node_ip), st, self._pod_dir(st), self.host_root,
                              self._now)
+        etc = pod_etc_files(self._pod_dir(st) / "etc", namespace=st.ns,
+                            hostname=str(st.pod["spec"].get("hostname") or st.name), loopback=st.loopback,
+                            pod_ip="" if st.pod["spec"].get("hostNetwork") else st.pod_ip)
         mounts = (base_mounts(tools_dir) + proc_mounts(self.host_root)
-                  + dev_mounts(self.host_root, nodes, privileged=privileged) + etc_mounts(self._pod_files(st))
+                  + dev_mounts(self.host_root, nodes, privileged=privileged) + etc_mounts(etc)
                   + container_mounts(c, materialize(vctx)))
         return Sandbox(root=root, mounts=mounts, cwd=str(c.get("workingDir") or "/"))
 
@@ -500,6 +439,7 @@ class Kubelet:
 
     # .. terminating ..................................................................................
     def _sync_terminating(self, st: PodState, gone: bool) -> None:
+        self._prober.remove_pod(st.uid)
         now = self._now()
         pod = st.pod
         live = [(n, cs) for n, cs in st.containers.items() if cs.current is not None and cs.current.running]
@@ -547,14 +487,53 @@ class Kubelet:
             if self._by_key.get((st.ns, st.name)) == st.uid:
                 self._by_key.pop((st.ns, st.name), None)
 
-    def _container_ready(self, st: PodState, c: dict[str, Any], cs: ContainerState) -> bool:
-        """Readiness of a running container: ``readinessProbe.initialDelaySeconds`` has passed."""
-        assert cs.current is not None
-        delay = float((c.get("readinessProbe") or {}).get("initialDelaySeconds") or 0)
-        ready = (self._now() - cs.current.started_at).total_seconds() >= delay
-        if not ready:
-            self._queue.add_after(st.uid, delay)
-        return ready
+    def _probed(self, st: PodState, c: dict[str, Any], cs: ContainerState) -> tuple[bool, bool]:
+        """(started, ready) of a running container: its startup and readiness probes' results (no probe: yes)."""
+        cp = self._prober.get(st.uid, c["name"], cs.current)
+        return (True, True) if cp is None else (cp.started, cp.ready)
+
+    def _watch_probes(self, st: PodState, c: dict[str, Any], cs: ContainerState, inst: Container) -> None:
+        """Start probing a new container instance (exec probes run like ``kubectl exec``)."""
+        if not any(c.get(k) for k in ("startupProbe", "livenessProbe", "readinessProbe")):
+            return
+        spec = inst.spec
+        assert spec is not None
+        sb = spec.sandbox
+        env, cwd = dict(spec.env), ("/" if sb is not None else str(spec.work_dir))
+        enter = sb.shim_pid if sb is not None else None
+        ports = {str(p["name"]): int(p["containerPort"]) for p in c.get("ports") or [] if p.get("name")}
+        ns, name = st.ns, st.name
+        emulated = spec.program is not None
+
+        def run(argv: list[str], timeout: float) -> tuple[int | None, str]:
+            return (0, "") if emulated else run_in_container(argv, env, cwd, enter, timeout)
+
+        target = ProbeTarget(pod_ip=st.pod_ip or self.node_ip, ports=ports, run=run,
+                             address=lambda port: self.endpoint(ns, name, port),
+                             probed=lambda port: not emulated or port in st.served)
+        self._prober.add(st.uid, c, inst, inst.started_at, target)
+
+    def _act_on_probes(self, st: PodState, c: dict[str, Any], cs: ContainerState) -> None:
+        """Record probe events; kill a container whose liveness/startup probe failed (it restarts per policy)."""
+        inst = cs.current
+        cp = self._prober.get(st.uid, c["name"], inst) if inst is not None else None
+        if cp is None or inst is None:
+            return
+        events, cp.events = cp.events, []
+        for etype, reason, msg in events:
+            self._event(st.pod, etype, reason, msg, c)
+        now = self._now()
+        if cp.restart_reason and cs.kill_at is None:
+            self._event(st.pod, "Normal", "Killing",
+                        f"Container {c['name']} failed {cp.restart_reason} probe, will be restarted", c)
+            probe = c.get(f"{cp.restart_reason}Probe") or {}
+            grace = float(probe.get("terminationGracePeriodSeconds")
+                          or st.pod["spec"].get("terminationGracePeriodSeconds", 30))
+            cs.kill_at = now + dt.timedelta(seconds=grace)
+            self.runtime.terminate(inst)
+            self._queue.add_after(st.uid, grace)
+        elif cs.kill_at is not None and now >= cs.kill_at:
+            self.runtime.kill(inst)
 
     def _event(self, pod: dict[str, Any], etype: str, reason: str, message: str,
                container: dict[str, Any] | None = None) -> None:

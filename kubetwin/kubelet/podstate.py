@@ -31,6 +31,11 @@ class KubeletConfig:
     """KUBERNETES_SERVICE_HOST given to containers."""
     api_port: int = 443
     """KUBERNETES_SERVICE_PORT given to containers (the twin's HTTPS port once known)."""
+    pleg_relist_s: float = 0.5
+    """How long after a container started its status may still show it not running: the kubelet learns of the
+    start from its PLEG (generic PLEG relists every 1 s), not from the start call. Earlier when the container
+    writes output or exits (so ``kubectl wait --for=condition=Ready`` then ``kubectl logs`` sees the first
+    line, as on a real node where the relist lags the process). 0 reports starts at once."""
     dra_wipe_delay_s: float = 30.0
     """How long after a DRA plugin deregisters the kubelet deletes that driver's ResourceSlices of the node
     unless the plugin registers again (kubelet's DRA plugin manager wiping delay: a rolling plugin update keeps
@@ -51,6 +56,8 @@ class ContainerState:
     started_once: bool = False
     completed: bool = False
     """An init container that finished successfully (never rerun)."""
+    kill_at: dt.datetime | None = None
+    """A failed liveness/startup probe asked for a restart: SIGKILL at this time if SIGTERM was not enough."""
 
 
 @dataclass

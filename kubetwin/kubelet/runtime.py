@@ -52,8 +52,15 @@ class LogWriter:
         self._now = now
         self._partial: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self.wrote = threading.Event()
+        """Set at the first write (the kubelet's evented-PLEG stand-in: a container that printed has started)."""
+        self.on_first_write: Callable[[], None] | None = None
 
     def write(self, stream: str, data: bytes) -> None:
+        if not self.wrote.is_set():
+            self.wrote.set()
+            if self.on_first_write is not None:
+                self.on_first_write()
         with self._lock:
             buf = self._partial.get(stream, b"") + data
             *lines, rest = buf.split(b"\n")
@@ -221,9 +228,12 @@ class Runtime:
         self._thread.start()
 
     # -- start ---------------------------------------------------------------------------------------
-    def start(self, spec: ProcessSpec, on_exit: Callable[[Container], None]) -> Container:
+    def start(self, spec: ProcessSpec, on_exit: Callable[[Container], None],
+              on_output: Callable[[], None] | None = None) -> Container:
+        """Start a container; ``on_exit`` runs when it ended, ``on_output`` at its first output."""
         spec.work_dir.mkdir(parents=True, exist_ok=True)
         log = LogWriter(spec.log_path, self._now)
+        log.on_first_write = on_output
         cid = "containerd://" + hashlib.sha256(uuid.uuid4().bytes).hexdigest()
         c = Container(id=cid, started_at=self._now(), log=log, on_exit=on_exit, spec=spec)
         if spec.program is not None:

@@ -197,6 +197,21 @@ def etc_mounts(files: Mapping[str, Path]) -> list[Mount]:
     return [Mount("bind", f"/etc/{name}", source=str(src)) for name, src in files.items()]
 
 
+def pod_etc_files(d: Path, *, namespace: str, hostname: str, loopback: str, pod_ip: str) -> dict[str, Path]:
+    """Write the pod's ``/etc/hosts`` (``localhost`` → the pod's own loopback address, where its emulated servers
+    listen), ``/etc/hostname`` and ``/etc/resolv.conf`` into ``d``; returns them by ``/etc`` name."""
+    d.mkdir(parents=True, exist_ok=True)
+    hosts = ["# Kubernetes-managed hosts file (twin: localhost is this pod's loopback address).",
+             f"{loopback}\tlocalhost", "::1\tip6-localhost ip6-loopback"]
+    if pod_ip:
+        hosts.append(f"{pod_ip}\t{hostname}")
+    (d / "hosts").write_text("\n".join(hosts) + "\n")
+    (d / "hostname").write_text(hostname + "\n")
+    (d / "resolv.conf").write_text(f"search {namespace}.svc.cluster.local svc.cluster.local cluster.local\n"
+                                   "nameserver 10.96.0.10\noptions ndots:5\n")
+    return {"hosts": d / "hosts", "hostname": d / "hostname", "resolv.conf": d / "resolv.conf"}
+
+
 def prepare_root(root: Path) -> None:
     """Create the real directories of a container root (idempotent; kept across restarts like a rootfs)."""
     for d in ROOT_DIRS:
@@ -238,4 +253,4 @@ def _mount_json(m: Mount) -> dict[str, object]:
 
 
 __all__ = ["Mount", "Sandbox", "base_mounts", "dev_mounts", "etc_mounts", "launch", "namespaces_available",
-           "prepare_root", "proc_mounts", "shim_pid"]
+           "pod_etc_files", "prepare_root", "proc_mounts", "shim_pid"]

@@ -50,13 +50,13 @@ class StatusWriter:
     """Builds and writes one node's pod statuses."""
 
     def __init__(self, api: Api, informer: Informer, node_ip: str, now: Callable[[], dt.datetime],
-                 ready: Callable[[PodState, dict[str, Any], ContainerState], bool]) -> None:
+                 probed: Callable[[PodState, dict[str, Any], ContainerState], tuple[bool, bool]]) -> None:
         self.api = api
         self._informer = informer
         self._node_ip = node_ip
         self._now = now
-        self._ready = ready
-        """Whether a running container counts as ready (the prober's verdict)."""
+        self._probed = probed
+        """(started, ready) of a running container: the startup and readiness probes' verdicts."""
 
     def set_condition(self, st: PodState, ctype: str, ok: bool, reason: str = "", message: str = "") -> None:
         status = "True" if ok else "False"
@@ -81,11 +81,11 @@ class StatusWriter:
                                "restartCount": cs.restart_count, "ready": False, "started": False}
         last_term = (cs.last or {}).get("terminated")
         if cs.current is not None and cs.current.running:
-            started = rfc3339(cs.current.started_at)
-            out["state"] = {"running": {"startedAt": started}}
+            out["state"] = {"running": {"startedAt": rfc3339(cs.current.started_at)}}
             out["containerID"] = cs.current.id
-            out["started"] = True
-            out["ready"] = self._ready(st, c, cs) and not init
+            started, ready = self._probed(st, c, cs)
+            out["started"] = started
+            out["ready"] = ready and not init
             if last_term:
                 out["lastState"] = {"terminated": dict(last_term)}
         elif last_term and (cs.waiting[0] == "CrashLoopBackOff" and not terminal):
