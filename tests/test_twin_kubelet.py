@@ -66,7 +66,7 @@ def cstatus(p: dict[str, Any] | None) -> dict[str, Any]:
 
 def test_shell_pod_runs_logs_and_ends_through_term(twin: Twin, ns: str) -> None:
     api = twin.api
-    api.create(PODS, ns, pod("sh", ["bash", "-c", "echo hi; trap 'exit 0' TERM; sleep 9999 & wait"]))
+    api.create(PODS, ns, pod("sh", ["bash", "-c", "trap 'exit 0' TERM; echo hi; sleep 9999 & wait"]))
     running = wait_for(api, PODS, ns, "sh", lambda p: bool(p and p["status"].get("phase") == "Running"
                                                             and cstatus(p).get("ready")), what="Running+ready")
     assert running is not None
