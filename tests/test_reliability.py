@@ -186,3 +186,20 @@ def test_run_lock_on_the_api(h100: tuple[Twin, ClusterClient]) -> None:
     assert c.took_over == "r20261203-000002-bbbb"
     assert not b.renew() and "r20261203-000003-cccc" in b.lost
     c.release()
+
+
+def test_chart_that_cannot_be_pulled_is_one_failure_at_install(h100: tuple[Twin, ClusterClient],
+                                                                tmp_path: Path) -> None:
+    """Issue 14 item 6: one error (helm's own line) and every other check 'not run', not one error per check."""
+    twin, cluster = h100
+    proc = dra_lab("check", "--kubeconfig", str(twin.kubeconfig), "--yes", "--instance", "gpu_1x_h100_sxm5",
+                   "--chart", "oci://127.0.0.1:9/nowhere/chart", "--output", str(tmp_path / "out"), "-q")
+    assert proc.returncode == 1, proc.stdout[-2000:]
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    bad = [c for c in doc["checks"] if c["outcome"] in ("error", "failed")]
+    assert len(bad) == 1 and "helm upgrade" in bad[0]["error"], bad
+    not_run = [c for c in doc["checks"] if c["skip_reason"].startswith("not run: the driver chart cannot be installed")]
+    assert len(not_run) >= 20
+    assert releases(cluster) == [] and labelled(cluster) == []
+    assert K.try_get(cluster, "namespaces", names.NAMESPACE) is None or \
+        K.get(cluster, "namespaces", names.NAMESPACE)["metadata"].get("deletionTimestamp")
