@@ -6,6 +6,7 @@ patches and deletes them on any cluster without per-kind method names, custom re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from checks.kube.retry import call_with_retry
+from checks.kube.retry import RetryPolicy, call_with_retry
 
 if TYPE_CHECKING:
     from checks.kube.client import ClusterClient
@@ -112,7 +113,13 @@ def request(cluster: ClusterClient, method: str, path: str, *, body: Any = None,
 
     if method == "GET":
         return call_with_retry(cluster.retry, go, what=f"GET {path}")
-    return go()
+    # A write is retried only when the server said it did not process it (429 + Retry-After, as API priority
+    # and fairness answers): a 5xx or a dropped connection may have applied it, so those are raised.
+    return call_with_retry(_write_retry(cluster.retry), go, what=f"{method} {path}")
+
+
+def _write_retry(policy: RetryPolicy) -> RetryPolicy:
+    return dataclasses.replace(policy, retriable_statuses=frozenset({429}), retry_connection_errors=False)
 
 
 def create(cluster: ClusterClient, obj: Obj, namespace: str | None = None) -> Obj:

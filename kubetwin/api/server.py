@@ -34,6 +34,7 @@ from kubetwin.api import errors as E
 from kubetwin.api.core import Api, rfc3339
 from kubetwin.api.errors import ApiError
 from kubetwin.api.exec import ExecTarget
+from kubetwin.api.faults import Faults
 from kubetwin.api.proxy import EndpointSource
 from kubetwin.api.request import NOT_FOUND, ClientGone, qbool, unknown_fields
 from kubetwin.api.resources import ResourceType
@@ -167,6 +168,8 @@ class ApiServer:
         """Where ``pods/proxy`` and ``services/proxy`` connect (None: every proxy answers 503)."""
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
+        self.faults = Faults.from_env()
+        """Injected failures for HTTP clients (none unless ``KUBETWIN_FAULTS`` or ``faults.configure``)."""
         self._cert: ServingCert = make_serving_cert()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -325,6 +328,8 @@ class _Handler(Verbs):
                 return
             if not self.twin.check_token(self.headers.get("Authorization")):
                 raise E.unauthorized()
+            if self.twin.faults.intercept(self, method, path, q):  # the fault switch (kubetwin.api.faults)
+                return
             self._route(method, path, q, body)
         except ApiError as err:
             self._send_status(err)
