@@ -49,6 +49,16 @@ to every container that references the claim (CDI container edits, e.g. ``NVIDIA
 its ``view`` is handed to the registered tools installers (:func:`register_tools_installer`), which write the
 container's vendor tools into a directory first on its PATH, as CDI injects them. The NVIDIA model's installer
 writes an ``nvidia-smi`` that lists exactly the prepared GPUs; a container with none gets no ``nvidia-smi``.
+
+**The container's view.** Containers run in their own mount and PID namespace (:mod:`kubetwin.kubelet.sandbox`),
+also emulated ones, whose PID 1 is a shim, so ``kubectl exec`` gives a real shell in the same view. A program
+keeps real state where that shell sees it through ``ctx.host_path(path_in_container)`` (volume mounts first,
+else the container's private root), reacts to ``kill -s SIGUSR2 1`` through ``ctx.on_signal(signum, handler)``
+(SIGTERM also sets ``ctx.stop``), and binds servers for a container port at ``ctx.serve_address(port)``, which
+makes them ``localhost:PORT`` for the pod's exec shells (via ``/etc/hosts``) and ``Kubelet.endpoint`` for
+``pods/proxy``, probes and Service-resolved webhooks. A node's emulated host files (``/dev/nvidia0``,
+``/proc/driver/nvidia/...``) come from :func:`register_host_files_installer`: privileged containers and hostPath
+volumes see them; unprivileged containers see the ``device_nodes`` of their prepared devices.
 """
 
 from __future__ import annotations
