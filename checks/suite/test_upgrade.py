@@ -1,4 +1,5 @@
-"""Helm upgrade and downgrade with running workloads (roadmap item 1; upstream test_gpu_updowngrade.bats UG1).
+"""Helm upgrade and downgrade with running workloads (roadmap item 1; upstream test_gpu_updowngrade.bats UG1,
+UG3).
 
 Install the last-stable chart (``--last-stable-chart``/``--last-stable-version``, env
 ``TEST_CHART_LASTSTABLE_REPO``/``_VERSION``; default the published ``0.4.0``), run a shared-claim workload,
@@ -14,6 +15,9 @@ Upstream UG1 checks only the last two, never downgrades (no GPU-plugin downgrade
 measures nothing. Here each helm transition's duration and the longest time a node had no Ready plugin pod are
 recorded (results.json ``timings``). On a real cluster the last-stable chart comes from its OCI registry (the
 check declares ``needs(internet)``); a twin offers both versions of our chart offline.
+
+UG3's corrupted-checkpoint check is here too: it edits the plugin's checkpoint through a privileged pod with
+the node's plugin state dir (as upstream's clean-state-dirs script reaches it) and puts the file back after.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from checks.driver import names
+from checks.driver import logs, names
 from checks.kube import helm
 from checks.kube import objects as K
 from checks.kube import wait as W
@@ -34,7 +38,7 @@ from checks.scenarios.readers import gpu_uuids
 from checks.suite import driverio as D
 from checks.suite.context import CheckContext
 
-pytestmark = [pytest.mark.upgrade, pytest.mark.needs(internet=True), pytest.mark.driver(DEFAULT)]
+pytestmark = [pytest.mark.upgrade, pytest.mark.driver(DEFAULT)]
 Obj = dict[str, Any]
 WORKLOAD_PODS = ("pod-a", "pod-b")
 
@@ -121,6 +125,7 @@ def _transition(ctx: CheckContext, suite: Any, name: str, chart: str, version: s
             f"{name}_plugin_not_ready_max_s": round(readiness.longest_gap_s, 2)}
 
 
+@pytest.mark.needs(internet=True)
 def test_upgrade_and_downgrade_keep_workloads(ctx: CheckContext, suite: Any) -> None:
     """Last-stable → chart under test → last-stable, each under a running shared-claim workload (see module)."""
     s = ctx.settings
@@ -143,3 +148,62 @@ def test_upgrade_and_downgrade_keep_workloads(ctx: CheckContext, suite: Any) -> 
                                s.last_stable_version))
     ctx.record["timings"] = timings
     ctx.record["versions"] = {"last_stable": s.last_stable_version, "under_test": new.chart}
+
+
+STATE_POD = "plugin-state"
+CORRUPT = ('cp /state/checkpoint.json /state/checkpoint.json.dra-lab-bak && '
+           'sed -i \'s/"v2":{"checksum":[0-9]*/"v2":{"checksum":0,"dummy":"this-should-show-in-diff"/\' '
+           '/state/checkpoint.json && grep -q this-should-show-in-diff /state/checkpoint.json && echo corrupted')
+RESTORE = 'mv /state/checkpoint.json.dra-lab-bak /state/checkpoint.json && echo restored'
+
+
+def _state_pod(ctx: CheckContext, name: str, node: str, script: str) -> str:
+    """Run ``script`` in a privileged pod on ``node`` with the GPU plugin's state dir at ``/state`` (what
+    upstream's clean-state-dirs script does); returns its output once it succeeded."""
+    plugin_dir = f"{names.PLUGINS_DIR}/{names.GPU_DRIVER}"
+    pod = M.pod(name, ctx.labels, [{"name": "state", "image": M.COMMON_IMAGE, "command": ["sh", "-c", script],
+                                    "securityContext": {"privileged": True},
+                                    "volumeMounts": [{"name": "state", "mountPath": "/state"}]}],
+                restart_policy="Never", grace_s=1)
+    pod["spec"].update({"nodeName": node, "tolerations": [{"operator": "Exists"}],
+                        "volumes": [{"name": "state", "hostPath": {"path": plugin_dir}}]})
+    ctx.apply(pod)
+    done = ctx.pod_phase(name, ("Succeeded", "Failed"), timeout=120)
+    out = K.pod_log(ctx.cluster, ctx.namespace, name)
+    assert done["status"]["phase"] == "Succeeded", f"{name}: {out}"
+    return out
+
+
+def test_corrupted_checkpoint_logs_diff(ctx: CheckContext) -> None:
+    """UG3, with the cleanup upstream leaves to a wipe: corrupt the GPU plugin's checkpoint on its node (zero the
+    v2 checksum, add ``"dummy"``), replace the plugin pod; the new plugin logs ``checkpoint failed checksum
+    verification; unified diff (on-disk vs re-marshaled by current binary)`` with ``dummy`` in the diff and does
+    not start (the real plugin refuses a corrupt checkpoint). Then the original file is put back and the
+    plugin comes back Ready with its slices."""
+    old = D.plugin_pod(ctx.cluster)
+    node = str(old["spec"]["nodeName"])
+    devices = _devices(ctx)
+    assert "corrupted" in _state_pod(ctx, STATE_POD, node, CORRUPT)
+    restored = False
+    try:
+        started = time.monotonic()
+        K.delete(ctx.cluster, "pods", old["metadata"]["name"], names.NAMESPACE)
+        log = D.container_terminated_with(ctx.cluster, logs.CHECKSUM_DIFF, timeout=ctx.timeout(120))
+        detect_s = time.monotonic() - started
+        assert "this-should-show-in-diff" in log, log[-2000:]
+        assert "--- on-disk" in log and "+++ re-marshaled" in log, log[-2000:]
+        assert "on-disk" in log
+        _state_pod(ctx, f"{STATE_POD}-restore", node, RESTORE)
+        restored = True
+    finally:
+        if not restored:
+            _state_pod(ctx, f"{STATE_POD}-restore", node, RESTORE)
+    for p in K.list_(ctx.cluster, "pods", names.NAMESPACE, label_selector=PLUGIN_SELECTOR):
+        if p["spec"].get("nodeName") == node:
+            K.delete(ctx.cluster, "pods", p["metadata"]["name"], names.NAMESPACE)
+    helm.wait_plugin_ready(ctx.cluster, RELEASE, names.NAMESPACE, timeout=ctx.timeout(180))
+    W.wait_until(W.source_for(ctx.cluster, "resourceslices", None, field_selector=f"spec.driver={names.GPU_DRIVER}"),
+                 lambda st: {(str(s["spec"]["pool"]["name"]), str(d["name"])) for s in st.values()
+                             for d in s["spec"].get("devices") or []} == devices,
+                 timeout=ctx.timeout(120), what="slices published again after the checkpoint was restored")
+    ctx.record["timings"] = {"corrupt_checkpoint_detected_s": round(detect_s, 2)}
