@@ -109,8 +109,11 @@ def test_gpu_simple_full_one_gpu_line(which: str, request: pytest.FixtureRequest
     env.wait_ready(ns, "pod-full-gpu")
     (line,) = env.logs(ns, "pod-full-gpu")
     assert GPU_LINE.match(line), line
-    uuids = {g.uuid for g in node_gpus(env.twin.node_names[0])}
-    assert re.search(r"GPU-[0-9a-f-]+", line)[0] in uuids  # type: ignore[index]
+    minors = {g.uuid: g.minor for g in node_gpus(env.twin.node_names[0])}
+    minor = minors[re.search(r"GPU-[0-9a-f-]+", line)[0]]  # type: ignore[index]
+    # CDI device nodes: an unprivileged container's /dev shows its GPU and the control nodes only
+    devs = env.cluster.kubectl("exec", "-n", ns, "pod-full-gpu", "--", "sh", "-c", "ls /dev | grep nvidia").stdout
+    assert sorted(devs.split()) == sorted([f"nvidia{minor}", "nvidia-uvm", "nvidia-uvm-tools", "nvidiactl"]), devs
     env.delete_ns(ns)
 
 

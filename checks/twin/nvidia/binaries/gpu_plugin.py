@@ -296,6 +296,8 @@ class GpuPlugin:
             device_name=dev,
             cdi_device_ids=(names.cdi_device_id(uid, dev),),
             env={"NVIDIA_VISIBLE_DEVICES": "void", **(extra_env or {})},
+            # CDI deviceNodes: the GPU (a MIG device's parent) plus the driver's control nodes.
+            device_nodes=(f"/dev/nvidia{g.minor}", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"),
             view=SmiGpu(
                 name=g.product_name, uuid=g.uuid, pci_bus_id=g.pci_bus_id, mig=smi_mig,
                 driver_version=g.driver_version, cuda_version=g.cuda_driver_version,
