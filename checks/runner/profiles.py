@@ -41,10 +41,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile(
         name="b200",
         instance="gpu_1x_b200_sxm6",
-        markers="not version_specific and not stress",
+        markers="not version_specific and not stress and not disruptive",
         description=("roadmap item 9: the presubmit set (upstream's filter for *b200: !version-specific, "
-                     "!multi-gpu on one GPU) on a B200 with compute domains auto-enabled — driver loads, basic "
-                     "allocation, the compute-domain controller Running with its metrics, IMEX channel checks"),
+                     "!multi-gpu on one GPU; no stress, no node disruption — those are periodic) on a B200 with "
+                     "compute domains auto-enabled — driver loads, basic allocation, the compute-domain "
+                     "controller Running with its metrics, IMEX channel checks"),
         compute_domains=True,
     ),
 )}

@@ -54,6 +54,7 @@ UPSTREAM_TAGS = {
     "gpu_robustness": "upstream tag gpu-robustness",
     "extres": "upstream tag extres: DRA extended resources",
     "stress": "stress: many pods sharing one claim",
+    "disruptive": "node disruptions (reboot): opt-in with --disruptive, periodic jobs only (roadmap item 14)",
     "mig": "MIG (static or dynamic)",
     "compute_domains": "ComputeDomains / IMEX",
     "not_feasible": "scenarios that cannot run on Lambda single-node instances (always skipped, with a reason)",

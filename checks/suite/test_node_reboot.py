@@ -24,7 +24,8 @@ from checks.suite.context import CheckContext
 
 Obj = dict[str, Any]
 
-pytestmark = [pytest.mark.gpu_robustness, pytest.mark.needs(disruptive=True), pytest.mark.roadmap(14)]
+pytestmark = [pytest.mark.gpu_robustness, pytest.mark.disruptive, pytest.mark.needs(disruptive=True),
+              pytest.mark.roadmap(14)]
 
 
 def container_ids(pod: Obj) -> set[str]:
