@@ -19,13 +19,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from checks.catalog import load_instance
 from checks.errors import UsageError
 from checks.lab import secrets as S
 from checks.lab.params import NotebookSpec, instance_facts, notebook, validate
 from checks.runner.targets import Target, open_target
+
+if TYPE_CHECKING:
+    from checks.kube.lease import RunLock
 from checks.twin.options import TwinOptions
 
 KERNEL = "python3"
@@ -111,6 +114,24 @@ def _target(spec: NotebookSpec, req: LabRequest, instance: str) -> Iterator[Targ
         yield target
 
 
+def _cluster_lock(target: Target | None, run_id: str) -> RunLock | None:
+    """Hold the cluster lock while a notebook installs the driver on a cluster given by kubeconfig (a twin the
+    runner started is its own); LockHeld (one line, exit 2) when another run holds it."""
+    if target is None or target.is_twin:
+        return None
+    from checks.kube.client import ClusterClient, ClusterTarget
+    from checks.kube.lease import RunLock
+
+    client = ClusterClient(ClusterTarget(target.kubeconfig, target.context))
+    lock = RunLock(client, run_id)
+    try:
+        lock.acquire()
+    except BaseException:
+        client.close()
+        raise
+    return lock
+
+
 def _failure_line(exc: BaseException) -> str:
     """One line for a failed execution: the cell and the notebook's own exception."""
     ename = getattr(exc, "ename", None)
@@ -144,12 +165,17 @@ def run_notebook(req: LabRequest) -> LabResult:
                 params["chart"] = target.chart
             params = validate(spec, {}, params)  # what the runner filled in obeys the schema too
             params["output_dir"] = str(out)
+        lock = _cluster_lock(target, run_id)  # a real cluster: one dra-lab run at a time (checks.kube.lease)
         try:
             papermill.execute_notebook(str(spec.path), str(executed), parameters=params, kernel_name=KERNEL,
                                        cwd=str(out), progress_bar=False, log_output=False,
                                        execution_timeout=req.cell_timeout_s)
         except Exception as exc:  # papermill's execution error, a dead kernel, a timeout: all are failures
             status, error = "failed", _failure_line(exc)
+        finally:
+            if lock is not None:
+                lock.release()
+                lock.cluster.close()
     leaked = S.scan(out, secrets)
     for path in leaked:
         S.redact(path, secrets)
