@@ -13,6 +13,7 @@ from checks.twin.lambda_twin import Twin
 from checks.twin.nvidia.smi import SmiGpu, SmiMig, render_smi_list
 from kubetwin.api.core import Api
 from kubetwin.api.resources import core
+from kubetwin.kubelet.sandbox import namespaces_available
 from kubetwin.kubelet.seam import (
     ContainerContext,
     PreparedDevice,
@@ -217,10 +218,12 @@ def test_emulated_image_registers_dra_plugin_and_prepared_gpu_is_visible(twin: T
         node = twin.node_names[0]
         api.create(claims, ns, {"metadata": {"name": "c1"}, "spec": {"devices": {"requests": [
             {"name": "gpu", "exactly": {"deviceClassName": "x"}}]}}})
+        # a login shell resets PATH from /etc/profile: CDI tools must be in the image's standard dirs
+        login_c = "-lc" if namespaces_available() else "-c"
         api.create(PODS, ns, {"metadata": {"name": "user"}, "spec": {
             "nodeName": node, "restartPolicy": "Never",
             "resourceClaims": [{"name": "g", "resourceClaimName": "c1"}],
-            "containers": [{"name": "ctr", "image": "ubuntu", "command": ["bash", "-lc",
+            "containers": [{"name": "ctr", "image": "ubuntu", "command": ["bash", login_c,
                                                              "nvidia-smi -L; echo $NVIDIA_VISIBLE_DEVICES"],
                             "resources": {"claims": [{"name": "g"}]}}]}})
         user = api.get(PODS, ns, "user")

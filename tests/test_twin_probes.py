@@ -11,6 +11,7 @@ import pytest
 from checks.twin.lambda_twin import Twin
 from kubetwin.api.resources import core
 from kubetwin.kubelet.probes import ProbeSpec, ProbeState
+from kubetwin.kubelet.sandbox import namespaces_available
 from tests.test_twin_kubelet import NS, PODS, wait_for
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -65,6 +66,7 @@ def _wait_event(twin: Twin, ns: str, reason: str, message: str, timeout: float =
         w.stop()
 
 
+@pytest.mark.skipif(not namespaces_available(), reason="needs the container's private /tmp (mount namespaces)")
 def test_readiness_gates_ready_and_liveness_restarts(twin: Twin, ns: str) -> None:
     api = twin.api
     probe = {"periodSeconds": 1, "failureThreshold": 1}
