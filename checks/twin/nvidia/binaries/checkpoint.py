@@ -59,11 +59,14 @@ def _v1_of(v2: dict[str, Any]) -> dict[str, Any]:
 
 def marshal(v2: dict[str, Any]) -> bytes:
     """The file content for ``v2`` (both versions, both checksums), as ``MarshalCheckpoint``."""
-    v2 = {"checksum": 0, **{k: v for k, v in v2.items() if k != "checksum"}}
-    if not v2.get("preparedClaims"):
-        v2.pop("preparedClaims", None)
-    if not v2.get("nodeBootID"):
-        v2.pop("nodeBootID", None)
+    # CheckpointV2's fields in struct order (checksum, preparedClaims, nodeBootID; both omitempty). Unknown keys a
+    # hand-edited file carried are dropped, as Go's json.Unmarshal into the struct drops them.
+    ordered: dict[str, Any] = {"checksum": 0}
+    if v2.get("preparedClaims"):
+        ordered["preparedClaims"] = v2["preparedClaims"]
+    if v2.get("nodeBootID"):
+        ordered["nodeBootID"] = v2["nodeBootID"]
+    v2 = ordered
     v2["checksum"] = fnv32a(_marshal(v2))
     top: dict[str, Any] = {"checksum": 0, "v1": _v1_of(v2)}
     top["checksum"] = fnv32a(_marshal(top))
