@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import statistics
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -43,6 +44,15 @@ pytestmark = [pytest.mark.webhook, pytest.mark.driver(SLOT)]
 SECRET = "dra-lab-webhook-tls"
 WEBHOOK_SELECTOR = f"{names.component_label()}={names.COMPONENT_WEBHOOK}"
 Obj = dict[str, Any]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_tls_secret(dra_suite: Any) -> Iterator[None]:
+    """The Secret lives in the driver namespace (the run's label sweep does not cover Secrets): remove it after
+    this module whatever happened."""
+    yield
+    if dra_suite.cluster is not None and K.try_get(dra_suite.cluster, "secrets", SECRET, names.NAMESPACE):
+        K.delete(dra_suite.cluster, "secrets", SECRET, names.NAMESPACE)
 
 
 def make_tls(dns_name: str) -> tuple[bytes, bytes, bytes]:
@@ -199,4 +209,3 @@ def test_unavailable_webhook_follows_failure_policy(ctx: CheckContext, suite: An
     finally:
         K.patch(ctx.cluster, "deployments", deploy, {"spec": {"replicas": 1}}, names.NAMESPACE)
         suite.install.current = dataclasses.replace(WEBHOOK, extra=(("dra-lab.owned-by-check", "webhook-down"),))
-        K.delete(ctx.cluster, "secrets", SECRET, names.NAMESPACE)
