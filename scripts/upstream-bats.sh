@@ -191,6 +191,11 @@ tags=$filter_tags
 if [[ "${gpus:-0}" -lt 2 ]]; then tags=${tags:+$tags,}'!multi-gpu'; fi
 [[ -z "$tags" ]] || filter+=(--filter-tags "$tags")
 echo "bats: ${paths[*]} (upstream $upstream, chart $TEST_CHART_VERSION, twin $instance, filters: ${filter[*]})"
+arch=$("$out/bin/kubectl" get nodes -o jsonpath='{.items[0].metadata.labels.nvidia\.com/gpu\.product}')
+if [[ "$mig" == none && "$arch" == *A100* && " ${paths[*]} " == *test_gpu_dynmig* ]]; then
+  echo "note: A100s boot with MIG mode off, so DynamicMIG announces no MIG devices here; run test_gpu_dynmig in" \
+       "its own lane: $0 --instance $instance --mig-enabled all test_gpu_dynmig"
+fi
 rc=0
 (cd "$upstream" && "$bats_bin" --print-output-on-failure --timing "${filter[@]}" \
    --report-formatter junit --output "$out" "${paths[@]}") > "$out/bats.tap" 2>&1 || rc=$?
