@@ -119,7 +119,8 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
     with contextlib.ExitStack() as stack:
         stack.callback(api_client.close)
         core, resource = k8s.CoreV1Api(api_client), k8s.ResourceV1Api(api_client)
-        node_uid = str(api_client.sanitize_for_serialization(core.read_node(node))["metadata"]["uid"])
+        node_obj = dict(api_client.sanitize_for_serialization(core.read_node(node)))
+        node_uid = str(node_obj["metadata"]["uid"])
         version = _kubernetes_version(api_client)
         # NVML's view now: MIG mode and existing MIG devices as the node's nvidia-smi left them (static MIG).
         gpus = mig_state.apply(node_gpus(node), mig_state.state_file(ctx))
@@ -143,7 +144,7 @@ def run_gpu_plugin(ctx: ContainerContext) -> int:
         plugins_dir = ctx.env.get("KUBELET_PLUGINS_DIRECTORY_PATH") or names.PLUGINS_DIR
         checkpoint = CheckpointFile(host_file(ctx, f"{plugins_dir}/{names.GPU_DRIVER}/checkpoint.json"), log)
         plugin = GpuPlugin(node=node, gpus=gpus, gates=gates, read_claim=read_claim, log=log, metrics=metrics,
-                           mps=mps, checkpoint=checkpoint, boot_id=boot_id(ctx))
+                           mps=mps, checkpoint=checkpoint, boot_id=boot_id(ctx, node_obj))
         try:
             plugin.restore()
         except (CorruptCheckpoint, ValueError) as exc:

@@ -11,8 +11,8 @@ crash-loops until the file is fixed or removed.
 
 Start-up (``NewDeviceState``): no file → ``Create empty checkpoint``; a file without boot id (written by a
 release before boot ids) → adopt the current one; a different boot id (the node rebooted) → ``Invalidating
-checkpoint …`` and an empty one. The twin's node boot id is read from the ``/proc/sys/kernel/random/boot_id``
-the container sees through the seam, falling back to a per-node constant.
+checkpoint …`` and an empty one. The boot id comes from :func:`.host.boot_id` (on a twin the Node's
+``status.nodeInfo.bootID``, which a twin reboot changes).
 
 Twin difference: the checksum is FNV-32a over the marshalled JSON; the kubelet's checksum package hashes a Go
 ``%#v`` rendering of the same bytes, so the numbers differ from a real node's (the verification logic is the same).

@@ -3,8 +3,8 @@
 All through the seam contract of :class:`kubetwin.kubelet.seam.ContainerContext` — ``host_path`` (the real file
 behind a path as the container sees it), ``on_signal`` (a handler for a signal sent to PID 1) and
 ``serve_address`` (where to bind a server for a container port so pods/proxy, services and exec shells reach
-it). The node's boot id comes from the node (``ctx.node.boot_id`` when the kubelet models reboots), else the
-``/proc/sys/kernel/random/boot_id`` the container sees, else a constant per node name.
+it). The node's boot id: the ``/proc/sys/kernel/random/boot_id`` the container sees, else the Node's
+``status.nodeInfo.bootID`` (a twin reboot changes it), else a constant per node name.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import signal
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from kubetwin.kubelet.seam import ContainerContext
 
@@ -34,16 +35,19 @@ def serve_address(ctx: ContainerContext, port: int) -> tuple[str, int]:
     return ctx.serve_address(port)
 
 
-def boot_id(ctx: ContainerContext) -> str:
-    """The node's kernel boot id (``/proc/sys/kernel/random/boot_id``), as the plugin's checkpoint records it."""
-    node_boot = getattr(ctx.node, "boot_id", None)
-    if isinstance(node_boot, str) and node_boot:
-        return node_boot
+def boot_id(ctx: ContainerContext, node: dict[str, Any] | None = None) -> str:
+    """The node's kernel boot id, as the plugin's checkpoint records it (real: ``/proc/sys/kernel/random/boot_id``).
+
+    The twin's container view has no such file, so the node's ``status.nodeInfo.bootID`` — what the kubelet reports
+    from that same file, and what a twin reboot changes — stands in for it; a constant per node name otherwise."""
     f = host_file(ctx, "/proc/sys/kernel/random/boot_id")
     if f.is_file():
         text = f.read_text().strip()
         if text:
             return text
+    reported = (((node or {}).get("status") or {}).get("nodeInfo") or {}).get("bootID")
+    if reported:
+        return str(reported)
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"boot.{ctx.node_name}"))
 
 
