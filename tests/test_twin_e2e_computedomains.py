@@ -4,6 +4,7 @@ fallback on a twin without an IMEX fabric, plus the fabric facts and the contain
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,13 @@ def test_channel_claim_lifecycle(cluster: tuple[ClusterClient, bool], tmp_path: 
         assert " channel0" in log and "crw-rw-rw-" in log, log
     else:  # §11.5: the claim succeeds, no channel node is injected
         assert "channel0" not in log
+    (plugin,) = get(c, "pods", "-n", NS, "-l", "dra-driver-nvidia-gpu-component=kubelet-plugin")["items"]
+    metrics = c.kubectl("get", "--raw", f"/api/v1/namespaces/{NS}/pods/{plugin['metadata']['name']}:8081/proxy/"
+                        "metrics").stdout
+    assert re.search(r'nvidia_dra_prepared_devices\{device_type="channel",driver="compute-domain.nvidia.com",'
+                     r'node="[^"]+"\} 1\.0', metrics), metrics
+    assert re.search(r'nvidia_dra_requests_total\{driver="compute-domain.nvidia.com",operation="prepare"\} '
+                     r'[1-9]', metrics), metrics
     cdo = wait_for(source_for(c, "computedomains", "default"),
                    lambda o: (o.get("status") or {}).get("status") == "Ready", timeout=30, what="CD Ready")
     (node,) = cdo["status"]["nodes"]

@@ -2,10 +2,11 @@
 
 A real runtime creates ``/dev/nvidia-caps-imex-channels/channel<N>`` (char device, major of
 ``nvidia-caps-imex-channels``, minor N, mode 0666) from the claim's CDI edits. Twin containers are host processes
-sharing the host's ``/dev``, so the node cannot be created there; instead the tools installer puts an ``ls``
-first on the container's PATH that lists the injected channels exactly as ``ls`` would (the upstream workloads
-run ``ls -la /dev/nvidia-caps-imex-channels``) and hands every other ``ls`` to the real one. A container
-without channels gets no shim, so ``ls`` fails on the missing directory as on a node without IMEX channels.
+whose ``/dev`` holds only the node's emulated host files (no real char devices), so the node is not created
+there; instead the tools installer puts an ``ls`` first on the container's PATH that lists the injected channels
+exactly as ``ls`` would (the upstream workloads run ``ls -la /dev/nvidia-caps-imex-channels``) and hands every
+other ``ls`` to the real one. A container without channels gets no shim, so ``ls`` fails on the missing
+directory as on a node without IMEX channels.
 Other ways to look at the nodes (``test -e``, ``stat``) are not emulated (docs/twin-fidelity.md).
 """
 

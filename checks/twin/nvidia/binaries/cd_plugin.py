@@ -29,6 +29,7 @@ from checks.driver import computedomains as cd
 from checks.driver import configs, logs, names
 from checks.driver import gates as gate_table
 from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError
+from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 from checks.twin.nvidia.channels import ImexChannels
 from checks.twin.nvidia.fabric import FabricFacts, node_fabric
 from kubetwin.kubelet.seam import ContainerContext, PreparedDevice, PrepareResult
@@ -36,6 +37,8 @@ from kubetwin.kubelet.seam import ContainerContext, PreparedDevice, PrepareResul
 STARTED = "PrepareStarted"
 COMPLETED = "PrepareCompleted"
 ABORTED = "PrepareAborted"
+CD_DEVICE_TYPES = ("channel", "daemon", "unknown")
+"""``device_type`` values of the CD plugin's prepared-devices gauge (§9.2)."""
 ABORTED_TTL_S = 90.0
 """PrepareAborted entries expire after 2 × ErrorRetryMaxTimeout (§11.4)."""
 
@@ -86,6 +89,8 @@ class CdPlugin:
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     retry_timeout_s: float = cd.PREPARE_RETRY_TIMEOUT_S
+    metrics: PluginMetrics | None = None
+    """§9.2 families for ``compute-domain.nvidia.com`` (device types channel/daemon); None = metrics disabled."""
 
     @property
     def checkpoint(self) -> dict[str, ClaimEntry]:
@@ -117,7 +122,38 @@ class CdPlugin:
 
     # -- DRA service ----------------------------------------------------------------------------------------
     def prepare(self, claims: list[dict[str, str]]) -> dict[str, PrepareResult]:
-        return {c["uid"]: self._prepare_with_retry(c) for c in claims}
+        out: dict[str, PrepareResult] = {}
+        for c in claims:
+            start = time.monotonic()
+            self._inflight("prepare", 1)
+            try:
+                out[c["uid"]] = res = self._prepare_with_retry(c)
+            finally:
+                self._inflight("prepare", -1)
+            self._observe("prepare", start, ok=not res.error, error_type="prepare_devices")
+        return out
+
+    def _inflight(self, operation: str, delta: int) -> None:
+        if self.metrics is not None:
+            self.metrics.inflight.labels(names.CD_DRIVER, operation).inc(delta)
+
+    def _observe(self, operation: str, start: float, *, ok: bool, error_type: str) -> None:
+        """Counter and duration on success, error counter otherwise; prepared gauge from the checkpoint."""
+        m = self.metrics
+        if m is None:
+            return
+        if ok:
+            m.requests.labels(names.CD_DRIVER, operation).inc()
+            m.duration.labels(names.CD_DRIVER, operation).observe(time.monotonic() - start)
+        else:
+            errors = m.prepare_errors if operation == "prepare" else m.unprepare_errors
+            errors.labels(names.CD_DRIVER, error_type).inc()
+        counts: dict[str, int] = {}
+        for e in self.checkpoint.values():
+            for d in e.result.devices if e.state == COMPLETED and e.result else ():
+                kind = "channel" if d.device_name.startswith("channel") else "daemon"
+                counts[kind] = counts.get(kind, 0) + 1
+        m.set_prepared(counts)
 
     def _prepare_with_retry(self, ref: Mapping[str, str]) -> PrepareResult:
         deadline = time.monotonic() + self.retry_timeout_s
@@ -275,7 +311,13 @@ class CdPlugin:
         out: dict[str, str] = {}
         with self.lock:
             for c in claims:
-                out[c["uid"]] = self._unprepare_one(c)
+                start = time.monotonic()
+                self._inflight("unprepare", 1)
+                try:
+                    out[c["uid"]] = self._unprepare_one(c)
+                finally:
+                    self._inflight("unprepare", -1)
+                self._observe("unprepare", start, ok=not out[c["uid"]], error_type="unprepare_devices")
         return out
 
     def _unprepare_one(self, ref: Mapping[str, str]) -> str:
@@ -410,9 +452,24 @@ def run_cd_plugin(ctx: ContainerContext, gates: dict[str, bool], verbosity: int,
 
         core, resource = k8s.CoreV1Api(client), k8s.ResourceV1Api(client)
         node_uid = str(client.sanitize_for_serialization(core.read_node(node))["metadata"]["uid"])
+        metrics = PluginMetrics(names.CD_DRIVER, node, CD_DEVICE_TYPES) if ctx.env.get("HTTP_ENDPOINT") else None
         plugin = CdPlugin(node=node, clique_id=clique, major=fabric.imex_major, gates=gates,
                           driver_namespace=ctx.env.get("NAMESPACE") or ctx.namespace, client=client,
-                          log=lambda line: write([line]), stop=ctx.stop)
+                          log=lambda line: write([line]), stop=ctx.stop, metrics=metrics)
+        if metrics is not None:
+            path = ctx.env.get("METRICS_PATH") or "/metrics"
+            endpoint = ctx.env["HTTP_ENDPOINT"]
+            port = int(endpoint.rsplit(":", 1)[-1] or 8081)
+            try:
+                server = MetricsServer(metrics, path, *ctx.serve_address(port)).start()
+            except OSError:  # the port is still held by a SIGKILLed predecessor
+                server = MetricsServer(metrics, path).start()
+            stack.callback(server.stop)
+            container = str(ctx.container.get("name", names.CONTAINER_COMPUTE_DOMAINS))
+            set_endpoint(ctx.namespace, ctx.pod_name, container, server.url)
+            stack.callback(set_endpoint, ctx.namespace, ctx.pod_name, container, None)
+            write([logs.metrics_server(endpoint, path)])
+            metrics.set_prepared({})
         plugin.cleanup_stale()
         ctx.register_dra_plugin(names.CD_DRIVER, plugin)
         host_managed = (ctx.env.get("IMEX_MODE") or "") == "hostManaged"
