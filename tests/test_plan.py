@@ -323,6 +323,7 @@ def test_job_command_line_selects_the_planned_checks(generated: PR.Generated, ke
         if key == "-nightly":  # roadmap items 5 and 14: stress nightly, disruptive checks in periodics only
             assert {c.function for c in run.checks} >= {"test_shared_claim_many_pods"}, "stress is nightly"
             assert "--disruptive" in args and disruptive
+            assert any(1 in c.roadmap for c in run.checks), "upgrade/downgrade (item 1) is in the nightly set"
         else:
             assert "--profile" in args and any(c.needs.get("compute_domains") for c in run.checks)
             assert "--disruptive" not in args and not disruptive

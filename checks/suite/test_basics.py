@@ -23,7 +23,7 @@ from checks.scenarios.driverconfig import PLUGIN_SELECTOR, RELEASE, DriverConfig
 from checks.suite import driverio as D
 from checks.suite.context import CheckContext
 
-pytestmark = [pytest.mark.fastfeedback, pytest.mark.portable]
+pytestmark = [pytest.mark.fastfeedback, pytest.mark.portable, pytest.mark.roadmap(12)]
 
 COMPUTE_DOMAINS = DriverConfig(compute_domains=True, controller_replicas=2, leader_election=True)
 """Compute domains on (shared with the leader-election and controller-metrics checks: one install)."""

@@ -32,7 +32,7 @@ from checks.suite import driverio as D
 from checks.suite.context import CheckContext
 
 HEALTH = DriverConfig.make({"NVMLDeviceHealthCheck": True})
-pytestmark = [pytest.mark.health, pytest.mark.driver(HEALTH)]
+pytestmark = [pytest.mark.health, pytest.mark.driver(HEALTH), pytest.mark.roadmap(3)]
 NOT_INJECTABLE = "not feasible on Lambda: real XID fault injection (this cluster's nodes cannot inject NVML events)"
 EXTRA_IGNORED_XID = 94
 """An XID outside the hard-coded skip list, ignored through ``ADDITIONAL_XIDS_TO_IGNORE`` (malformed entries

@@ -26,7 +26,8 @@ from checks.suite import driverio as D
 from checks.suite.context import CheckContext
 from checks.suite.test_basics import COMPUTE_DOMAINS
 
-pytestmark = [pytest.mark.fastfeedback, pytest.mark.leader_election, pytest.mark.driver(COMPUTE_DOMAINS)]
+pytestmark = [pytest.mark.fastfeedback, pytest.mark.leader_election, pytest.mark.driver(COMPUTE_DOMAINS),
+              pytest.mark.roadmap(4)]
 
 ACQUIRED = "Successfully acquired lease"
 HOLDER = re.compile(r"^(?P<pod>.+)-(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$")

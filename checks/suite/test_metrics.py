@@ -105,6 +105,7 @@ def _cd_count(text: str) -> float:
 
 @pytest.mark.compute_domains
 @pytest.mark.driver(COMPUTE_DOMAINS)
+@pytest.mark.roadmap(13)
 def test_controller_metrics_and_compute_domain_info(ctx: CheckContext) -> None:
     """Item 13: client-go REST metrics on the leader's ``:8080/metrics``; the ComputeDomain info gauge absent
     with no ComputeDomain, present (counting it) once one exists, and back down after it is deleted."""

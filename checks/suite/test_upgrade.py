@@ -38,7 +38,7 @@ from checks.scenarios.readers import gpu_uuids
 from checks.suite import driverio as D
 from checks.suite.context import CheckContext
 
-pytestmark = [pytest.mark.upgrade, pytest.mark.driver(DEFAULT)]
+pytestmark = [pytest.mark.upgrade, pytest.mark.driver(DEFAULT), pytest.mark.roadmap(1)]
 Obj = dict[str, Any]
 WORKLOAD_PODS = ("pod-a", "pod-b")
 

@@ -40,7 +40,7 @@ WEBHOOK = DriverConfig.make({"TimeSlicingSettings": True}, webhook=True)
 SLOT = DriverConfig.make({"TimeSlicingSettings": True}, extra=(("webhook.failurePolicy", "Fail"),))
 """The checks' marker configuration: TimeSlicing without the webhook (what the suite installs before them); the
 first check upgrades it to :data:`WEBHOOK` with its own TLS values and records that as this slot."""
-pytestmark = [pytest.mark.webhook, pytest.mark.driver(SLOT)]
+pytestmark = [pytest.mark.webhook, pytest.mark.driver(SLOT), pytest.mark.roadmap(8)]
 SECRET = "dra-lab-webhook-tls"
 WEBHOOK_SELECTOR = f"{names.component_label()}={names.COMPONENT_WEBHOOK}"
 Obj = dict[str, Any]
