@@ -64,6 +64,14 @@ ESTIMATES: tuple[EstimateRule, ...] = (
     EstimateRule("compute domains", 120, "a ComputeDomain, its IMEX daemon DaemonSet and a channel workload "
                  "(upstream waits up to 100 s for READY)",
                  lambda c: bool(c.needs.get("compute_domains") or c.needs.get("imex"))),
+    EstimateRule("leader election", 90, "two controller replicas Ready, the Lease held, the leader deleted and the "
+                 "standby taking over (upstream LE1/LE2: 15 s lease, 20 s for the new holder and its Ready)",
+                 lambda c: "leader_election" in c.markers),
+    EstimateRule("webhook", 90, "TLS material, an install with the webhook, admission requests, the webhook taken "
+                 "down for the failure policy", lambda c: "webhook" in c.markers),
+    EstimateRule("upgrade/downgrade", 300, "last-stable install, a running workload, upgrade, a new claim, downgrade: "
+                 "three helm transitions with --wait (upstream allows 120 s per install)",
+                 lambda c: "upgrade" in c.markers),
     EstimateRule("disruptive", 300, "a node reboot or driver restart and the recovery wait",
                  lambda c: bool(c.needs.get("disruptive"))),
     EstimateRule("real CUDA", 420, "apt install of the CUDA demo suite, then the samples (upstream allows 900 s)",
