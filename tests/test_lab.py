@@ -15,7 +15,8 @@ from checks.lab import secrets as S
 from checks.lab.params import NOTEBOOKS, instance_facts, notebook, parse_overrides, validate
 from checks.lab.report import build_report, load_runs
 from checks.mig import Placement, fits, gpu
-from checks.scenarios.dynmig import make_plan
+from checks.scenarios.dynmig import Experiment, _Held, make_plan
+from checks.scenarios.readers import MigDevice
 from checks.scenarios.stress import percentile, stats
 
 
@@ -159,3 +160,23 @@ def test_report_aggregates_runs_across_instances(tmp_path: Path, capsys: pytest.
         assert (rep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     # the report folder is not itself aggregated on a second run
     assert len(build_report(tmp_path).files) >= 4 and build_report(tmp_path).runs == 5
+
+
+@pytest.mark.parametrize("name", ["NVIDIA A100-SXM4-40GB", "NVIDIA H100 80GB HBM3", "NVIDIA B200"])
+def test_dynmig_release_frees_blockers_in_order_until_the_large_profile_fits(name: str) -> None:
+    """Freeing every blocker at once races (the first deallocation decides where the waiting request lands);
+    the release step frees them in start order and stops as soon as the oracle places the request."""
+    geo = gpu(name)
+    plan = make_plan(geo)
+    parent = MigDevice("gpu-0-mig-x", 0, plan.small, 0, "GPU-x", name, "n", "n")
+    ex = Experiment(None, geo, parent, timeout_s=1)  # type: ignore[arg-type]  # no cluster needed to choose
+    blockers = [_Held(f"b{s}", plan.small, Placement(plan.small, s)) for s in plan.keep]
+    ex.predicted = [h.placement for h in blockers if h.placement is not None]
+    freed = ex._until_fits(blockers, plan.large)
+    assert [h.placement.start for h in freed if h.placement] == [plan.keep[0]]
+    left = [p for p in ex.predicted if p.start not in {h.placement.start for h in freed if h.placement}]
+    assert fits(geo, plan.large, left).fits
+    # Nothing to free that helps: everything is released.
+    ex.predicted = [Placement(plan.small, s) for s in range(geo.max_gpu_instances)]
+    held = [_Held(f"s{s}", plan.small, Placement(plan.small, s)) for s in (1, 2)]
+    assert ex._until_fits(held, plan.large) == held

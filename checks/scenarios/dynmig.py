@@ -8,7 +8,8 @@ The scenario (TC-MIG-DYN-004/005 of the suite, issue 5, made observable step by 
    (default: the oracle's minimal fragmentation blocker for the large profile);
 3. **ask**: request the large profile: with capacity enough but no aligned free range, the oracle says
    fragmentation and the pod must stay Pending;
-4. **release**: delete the kept instances: the large request must now be placed where the oracle says.
+4. **release**: delete the kept instances in start order until the oracle says the large request fits: it must
+   now be placed where the oracle says (freeing all at once would race: the first deallocation decides).
 
 Each step records the cluster's outcome (device name → placement, or Pending with the scheduler's message)
 beside the oracle's, and the occupancy of both after the step, for the notebook's plot and tables.
@@ -196,7 +197,15 @@ class Experiment:
         waiting = [h for h in self.held if h.placement is None] if release_waiting else []
         gone = [h for h in self.held if h.placement is None and h not in waiting]
         if not pending_only:
-            gone += [h for h in self.held if h.placement is not None and h.placement.start not in keep_starts]
+            placed = sorted((h for h in self.held if h.placement is not None and h.placement.start not in keep_starts),
+                            key=lambda h: h.placement.start if h.placement else 0)
+            if waiting:
+                # The scheduler retries the waiting request as soon as any freed device makes it fit, so freeing
+                # everything at once races (which instance's claim is deallocated first decides the placement, on
+                # a real cluster as on a twin). Free in start order and stop at the first release after which the
+                # oracle says the request fits: that placement is then determined.
+                placed = self._until_fits(placed, waiting[-1].profile)
+            gone += placed
         names_ = [h.name for h in gone]
         self.ws.delete_all("pods", names_, timeout=self.timeout_s)
         self.ws.delete_all("resourceclaims", names_, timeout=self.timeout_s)
@@ -209,6 +218,15 @@ class Experiment:
         if waiting:
             self._await_placement(waiting[-1], rec)
         return self._record(rec)
+
+    def _until_fits(self, candidates: list[_Held], profile: str) -> list[_Held]:
+        """The shortest prefix of ``candidates`` whose release lets the oracle place ``profile`` (all if none)."""
+        for i in range(1, len(candidates) + 1):
+            freed = [h.placement for h in candidates[:i]]
+            left = [p for p in self.predicted if p not in freed]
+            if predict_sequence(self.geo, self.minor, [profile], left)[0].result.fits:
+                return candidates[:i]
+        return candidates
 
     def _await_placement(self, held: _Held, rec: StepRecord) -> None:
         pred = predict_sequence(self.geo, self.minor, [held.profile], self.predicted)[0]
