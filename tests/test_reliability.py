@@ -203,3 +203,12 @@ def test_chart_that_cannot_be_pulled_is_one_failure_at_install(h100: tuple[Twin,
     assert releases(cluster) == [] and labelled(cluster) == []
     assert K.try_get(cluster, "namespaces", names.NAMESPACE) is None or \
         K.get(cluster, "namespaces", names.NAMESPACE)["metadata"].get("deletionTimestamp")
+
+
+def test_a_twin_run_leaves_no_kubeconfig_or_token_under_its_outputs(tmp_path: Path) -> None:
+    """Issue 14 item 6: the twin's folder (kubeconfig with its bearer token) lives outside the outputs."""
+    out = tmp_path / "out"
+    proc = dra_lab("check", "--twin", "gpu_1x_a10", "-m", "not_feasible", "--output", str(out), "-q")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert files and not [p for p in files if p.name == "kubeconfig" or "token:" in p.read_text(errors="replace")]
