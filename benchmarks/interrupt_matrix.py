@@ -10,7 +10,7 @@ a subprocess exactly as people run it). For each trial:
 3. labelled objects and helm releases left are counted (must be 0 and none);
 4. a fresh ``dra-lab check`` runs (must pass) and leaves nothing either.
 
-Run: ``.venv/bin/python benchmarks/interrupt_matrix.py --trials 6 [--select stress] [--seed 1]`` — prints one
+Run: ``.venv/bin/python benchmarks/interrupt_matrix.py --trials 6 [--select EXPR] [--seed 1]`` — prints one
 line per trial and a summary table (the README cites it). Signals cycle SIGINT, SIGTERM, SIGKILL.
 """
 
@@ -75,7 +75,12 @@ def left(cluster: ClusterClient) -> tuple[int, int]:
     return objects, len(rel)
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # the twin's context manager then stops its containers
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _stop)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--select", default="", help="pytest -k for the runs (default: the whole suite)")
