@@ -13,6 +13,7 @@ Kubeconfig contents and tokens are never logged: errors name the file and the co
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -29,7 +30,7 @@ from kubernetes.client.exceptions import ApiException
 
 from checks.errors import UsageError
 from checks.kube.binaries import Tools, find_tools
-from checks.kube.retry import DEFAULT_POLICY, RetryPolicy, call_with_retry
+from checks.kube.retry import DEFAULT_POLICY, RetriesExhausted, RetryPolicy, call_with_retry, describe_error
 
 #: Default seconds a kubectl/helm invocation may run before it is killed.
 DEFAULT_TOOL_TIMEOUT_S = 300.0
@@ -193,8 +194,14 @@ class ClusterClient:
         Used before a run starts, so a wrong address, a stopped twin or an expired token is said in one line
         within seconds instead of through every check's retries.
         """
+        # Answers that mean "busy" (429, 5xx) are retried within the budget; no answer at all is not.
+        policy = dataclasses.replace(self.retry, retry_connection_errors=False, deadline_s=timeout_s)
         try:
-            info = self.version_api.get_code(_request_timeout=(timeout_s, timeout_s))
+            info = call_with_retry(policy, lambda: self.version_api.get_code(_request_timeout=(timeout_s, timeout_s)),
+                                   what="GET /version")
+        except RetriesExhausted as exc:
+            raise UsageError(f"the API server keeps answering {describe_error(exc.last)}",
+                             where=self.describe()) from None
         except ApiException as exc:
             hint = " (credentials rejected)" if exc.status in (401, 403) else ""
             raise UsageError(f"the API server answered HTTP {exc.status}{hint}", where=self.describe()) from None

@@ -132,8 +132,11 @@ class Suite:
                              "or --yes", where="--context")
         self.cluster = ClusterClient(ClusterTarget(s.kubeconfig, s.context), run_dir=s.output_dir / ".kube")
         self.server_version = self.cluster.ping().git_version
-        nodes = self.cluster.core.list_node().items
-        self.real_gpus = not any((n.metadata.labels or {}).get(EMULATED_GPUS_LABEL) == "true" for n in nodes)
+        from checks.kube import objects as K
+
+        nodes = K.list_(self.cluster, "nodes")  # a read: retried through 429/5xx
+        self.real_gpus = not any(((n.get("metadata") or {}).get("labels") or {}).get(EMULATED_GPUS_LABEL) == "true"
+                                 for n in nodes)
         if not s.dry_run:
             self._take_lock()
             self._handle_leftovers()
@@ -468,6 +471,10 @@ def dra_suite(request: pytest.FixtureRequest) -> Iterator[Suite]:
         suite.open_cluster()
     except UsageError as exc:
         pytest.exit(exc.one_line(), returncode=2)
+    except Exception as exc:  # the cluster failed us before any check: one line, not one error per check
+        suite.interrupted = True
+        _final_cleanup(suite)
+        pytest.exit(f"cannot start the run on the cluster: {' '.join(str(exc).split())[:300]}", returncode=1)
     try:
         yield suite
     finally:
