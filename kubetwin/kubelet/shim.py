@@ -160,6 +160,8 @@ def _hold_mode(status_fd: int) -> int:
 def main() -> int:
     with open(sys.argv[1]) as f:
         cfg = json.load(f)
+    with contextlib.suppress(OSError):
+        os.unlink(sys.argv[1])  # it holds the container env (secret values): not kept on disk
     status_fd = int(cfg["status_fd"])
     signal.pthread_sigmask(signal.SIG_BLOCK, set(_CATCH) | {signal.SIGCHLD})
     try:
