@@ -93,6 +93,25 @@ def labels_match(reqs: list[Requirement], obj: dict[str, Any]) -> bool:
     return all(r.matches(labels) for r in reqs)
 
 
+def label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Does a ``metav1.LabelSelector`` (``matchLabels`` + ``matchExpressions``) select these labels?
+
+    An empty selector selects everything. What a *missing* selector means differs by field (a controller's
+    selects nothing, a webhook's ``objectSelector`` everything), so callers decide that before calling.
+    Unknown operators are left to validation and select as if absent.
+    """
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
+        has = key in labels
+        if (op == "In" and not (has and labels[key] in vals)) or (op == "NotIn" and has and labels[key] in vals) \
+                or (op == "Exists" and not has) or (op == "DoesNotExist" and has):
+            return False
+    return True
+
+
 def selector_from_match_labels(match_labels: dict[str, str] | None,
                                match_expressions: list[dict[str, Any]] | None = None) -> list[Requirement]:
     """A ``metav1.LabelSelector`` as requirements (used by controllers)."""

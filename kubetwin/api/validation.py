@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubetwin.api.errors import Cause
+from kubetwin.api.selectors import label_selector_matches
 
 Obj = dict[str, Any]
 Validator = Callable[[Obj, Obj | None], list[Cause]]
@@ -384,17 +385,8 @@ def validate_pod(obj: Obj, old: Obj | None) -> list[Cause]:
 
 
 def _selector_matches(selector: Any, labels: dict[str, str]) -> bool:
-    if not isinstance(selector, dict):
-        return False
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
-        if (op == "In" and labels.get(key) not in values) or (op == "NotIn" and labels.get(key) in values) \
-                or (op == "Exists" and key not in labels) or (op == "DoesNotExist" and key in labels):
-            return False
-    return True
+    """A workload's ``spec.selector`` against its template's labels (not an object: selects nothing)."""
+    return isinstance(selector, dict) and label_selector_matches(selector, labels)
 
 
 def _workload(restart_policies: tuple[str, ...], *, selector_required: bool = True) -> Validator:

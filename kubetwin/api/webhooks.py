@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from kubetwin.api import patch
 from kubetwin.api.core import AdmissionRequest, Api
 from kubetwin.api.errors import ApiError
+from kubetwin.api.selectors import label_selector_matches
 from kubetwin.api.tls import client_context
 
 Obj = dict[str, Any]
@@ -44,24 +45,8 @@ def no_endpoints(namespace: str, name: str, port: int) -> str:
 
 
 def _selector_matches(sel: Obj | None, labels: dict[str, str]) -> bool:
-    """A ``metav1.LabelSelector`` (matchLabels + matchExpressions); None/empty matches everything."""
-    if not sel:
-        return True
-    for k, v in (sel.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in sel.get("matchExpressions") or []:
-        key, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
-        has = key in labels
-        if op == "In" and not (has and labels[key] in vals):
-            return False
-        if op == "NotIn" and has and labels[key] in vals:
-            return False
-        if op == "Exists" and not has:
-            return False
-        if op == "DoesNotExist" and has:
-            return False
-    return True
+    """A webhook's ``objectSelector``/``namespaceSelector``: None or empty matches everything."""
+    return not sel or label_selector_matches(sel, labels)
 
 
 def _rule_matches(rule: Obj, req: AdmissionRequest) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from kubetwin.api.core import Api
 from kubetwin.api.errors import ApiError
 from kubetwin.api.resources import ResourceType
+from kubetwin.api.selectors import label_selector_matches
 from kubetwin.informer import Informer, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -151,20 +152,8 @@ def owned_by(obj: Obj, owner: Obj) -> bool:
 
 
 def match_selector(selector: Obj | None, labels: dict[str, str] | None) -> bool:
-    """metav1.LabelSelector semantics (an empty selector matches everything, a None one nothing)."""
-    if selector is None:
-        return False
-    labels = labels or {}
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, vals = e.get("key"), e.get("operator"), e.get("values") or []
-        has = key in labels
-        if (op == "In" and (not has or labels[key] not in vals)) or (op == "NotIn" and has and labels[key] in vals) \
-                or (op == "Exists" and not has) or (op == "DoesNotExist" and has):
-            return False
-    return True
+    """A controller's ``spec.selector``: an empty selector matches everything, a None one nothing."""
+    return selector is not None and label_selector_matches(selector, labels or {})
 
 
 def pod_from_template(owner: Obj, template: Obj, *, generate_name: str, extra_labels: dict[str, str] | None = None
