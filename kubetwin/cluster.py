@@ -135,7 +135,7 @@ class _Exec:
         if spec is None:
             return None
         sb = spec.sandbox
-        if sb is not None and sb.shim_pid is not None:  # a real shell in the container's namespaces
+        if sb is not None and sb.ready.wait(10) and sb.shim_pid is not None:  # a shell in the container's view
             return ExecTarget(env=dict(spec.env), work_dir=spec.work_dir, enter_pid=sb.shim_pid,
                               has_command=lambda name: sb.find_command(name, spec.env.get("PATH", "")))
         return ExecTarget(env=dict(spec.env), work_dir=spec.work_dir, emulated=spec.program is not None)

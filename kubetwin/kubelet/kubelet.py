@@ -500,13 +500,16 @@ class Kubelet(PodAccess):
         assert spec is not None
         sb = spec.sandbox
         env, cwd = dict(spec.env), ("/" if sb is not None else str(spec.work_dir))
-        enter = sb.shim_pid if sb is not None else None
         ports = {str(p["name"]): int(p["containerPort"]) for p in c.get("ports") or [] if p.get("name")}
         ns, name = st.ns, st.name
         emulated = spec.program is not None
 
         def run(argv: list[str], timeout: float) -> tuple[int | None, str]:
-            return (0, "") if emulated else run_in_container(argv, env, cwd, enter, timeout)
+            if emulated:
+                return (0, "")
+            if sb is not None and not sb.ready.wait(timeout):
+                return (None, "")
+            return run_in_container(argv, env, cwd, sb.shim_pid if sb is not None else None, timeout)
 
         target = ProbeTarget(pod_ip=st.pod_ip or self.node_ip, ports=ports, run=run,
                              address=lambda port: self.endpoint(ns, name, port),

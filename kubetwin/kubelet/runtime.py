@@ -252,6 +252,7 @@ class Runtime:
                     log.close()
                     raise StartError(err)
                 spec.sandbox.shim_pid = shim_pid(c.shim.pid)
+                spec.sandbox.ready.set()
                 ctx = spec.context
                 threading.Thread(target=_relay_signals, args=(status_r, ctx), daemon=True,
                                  name=f"signals-{ctx.pod_name}").start()
@@ -261,20 +262,18 @@ class Runtime:
                              name=f"emulated-{spec.context.pod_name}", daemon=True).start()
             return c
         try:
+            shim_status: int | None = None
             if spec.sandbox is not None:
-                proc, status_r = launch(spec.sandbox, argv=spec.argv, env=spec.env, hold=False,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        config_path=spec.log_path.with_suffix(".shim.json"))
-                err = _first_status(status_r)
-                os.close(status_r)
+                # The binary is looked up here, in the container's view, so a missing one is a StartError at
+                # once; the shim's setup then runs without holding up the node's sync worker (its "ok" marks
+                # the sandbox ready for exec; a late failure is an exit 128 with the error on stderr).
+                err = spec.sandbox.command_error(spec.argv[0], spec.env.get("PATH", ""))
                 if err:
-                    self._kill_shim(proc)
-                    for f in (proc.stdout, proc.stderr):
-                        if f is not None:
-                            f.close()
                     log.close()
                     raise StartError(err)
-                spec.sandbox.shim_pid = shim_pid(proc.pid)
+                proc, shim_status = launch(spec.sandbox, argv=spec.argv, env=spec.env, hold=False,
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           config_path=spec.log_path.with_suffix(".shim.json"))
             else:
                 proc = subprocess.Popen(spec.argv, cwd=spec.work_dir, env=spec.env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
@@ -296,6 +295,9 @@ class Runtime:
         c._open_streams = 2
         with self._lock:
             self._containers[cid] = c
+            if shim_status is not None:
+                os.set_blocking(shim_status, False)
+                self._pending.append((shim_status, ("status", c, shim_status)))
             self._pending += [(proc.stdout.fileno(), ("out", c, "stdout", proc.stdout)),
                               (proc.stderr.fileno(), ("out", c, "stderr", proc.stderr)),
                               (pidfd, ("pid", c, pidfd))]
@@ -377,6 +379,9 @@ class Runtime:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 4096)
                     continue
+                if data[0] == "status":
+                    self._shim_status(key.fd, data[1])
+                    continue
                 if data[0] == "out":
                     _, c, stream, f = data
                     try:
@@ -404,6 +409,23 @@ class Runtime:
                     if c._open_streams == 0:
                         c.log.close()
                     self._finish(c, code)
+
+    def _shim_status(self, fd: int, c: Container) -> None:
+        """A real container's shim reported its setup: ``ok`` → ready for exec, else the error on stderr."""
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        self._sel.unregister(fd)
+        os.close(fd)
+        sb = c.spec.sandbox if c.spec is not None else None
+        line = chunk.split(b"\n", 1)[0].decode(errors="replace")
+        if sb is not None and line == "ok" and c.proc is not None:
+            sb.shim_pid = shim_pid(c.proc.pid)
+        elif line:
+            c.log.write("stderr", line.removeprefix("error ").encode() + b"\n")
+        if sb is not None:
+            sb.ready.set()
 
     def stop(self) -> None:
         """Kill every container and stop the loop (the twin is going away)."""

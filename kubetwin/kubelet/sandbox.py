@@ -27,9 +27,11 @@ import functools
 import json
 import logging
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -75,6 +77,8 @@ class Sandbox:
     """Working directory inside the container."""
     shim_pid: int | None = None
     """Host PID of the container's PID 1 once started (``nsenter`` target of exec)."""
+    ready: threading.Event = field(default_factory=threading.Event)
+    """Set once the shim finished (or failed) its setup: exec and exec probes wait for it."""
 
     def host_path(self, path: str) -> Path:
         """The real file backing ``path`` as the container sees it: the innermost bind mount covering it, an
@@ -100,13 +104,27 @@ class Sandbox:
 
     def find_command(self, name: str, path_env: str) -> bool:
         """Whether ``name`` resolves to an executable inside the container (for exec's OCI error)."""
-        cands = [name] if "/" in name else [f"{d}/{name}" for d in path_env.split(":") if d]
+        return not self.command_error(name, path_env)
+
+    def command_error(self, name: str, path_env: str) -> str:
+        """'' when ``name`` resolves to an executable inside the container, else the runtime's exec error
+        (``exec: "x": executable file not found in $PATH`` / ``permission denied``)."""
+        if "/" in name:
+            cands = [name if name.startswith("/") else posixpath.join(self.cwd, name)]
+        else:
+            cands = [f"{d}/{name}" for d in path_env.split(":") if d]
+        denied = False
         for c in cands:
-            # a usr-merge symlink (/bin -> usr/bin) resolves inside the root
-            real = _resolve_in(self, c)
-            if real is not None and real.is_file() and os.access(real, os.X_OK):
-                return True
-        return False
+            real = _resolve_in(self, c)  # a usr-merge symlink (/bin -> usr/bin) resolves inside the root
+            if real is not None and real.is_file():
+                if os.access(real, os.X_OK):
+                    return ""
+                denied = True
+        if denied:
+            return f'exec: "{name}": permission denied'
+        if "/" in name:
+            return f'exec: "{name}": stat {name}: no such file or directory'
+        return f'exec: "{name}": executable file not found in $PATH'
 
 
 def _resolve_in(sb: Sandbox, path: str) -> Path | None:
