@@ -123,7 +123,8 @@ class RunLock:
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
-    def _path(self) -> str:
+    def path(self) -> str:
+        """REST path of the lease."""
         return K.resource_for("leases").path(self.namespace, self.name)
 
     # -- one attempt ---------------------------------------------------------------------------------------
@@ -133,7 +134,9 @@ class RunLock:
                 "acquireTime": _micro(acquired or now), "renewTime": _micro(now),
                 "leaseTransitions": transitions}
 
-    def _stale(self, lease: Obj, seen: _Seen | None) -> bool:
+    def is_stale(self, lease: Obj, seen: _Seen | None = None) -> bool:
+        """Whether ``lease`` may be taken over: no holder, its process gone on this host, its renewTime plus
+        duration past, or (``seen``) unchanged for a whole duration while this process watched it."""
         spec = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
         if not holder:
@@ -166,7 +169,7 @@ class RunLock:
             return True, None
         spec = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
-        if holder != self.run_id and not self._stale(lease, seen):
+        if holder != self.run_id and not self.is_stale(lease, seen):
             return False, lease
         new = dict(lease)
         meta = dict(lease.get("metadata") or {})
@@ -175,7 +178,7 @@ class RunLock:
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.run_id else 1)
         new["spec"] = self._spec(_parse(spec.get("acquireTime")) if holder == self.run_id else None, transitions)
         try:  # conditional on the resourceVersion read: of two runs taking over a stale lease, one wins
-            K.request(self.cluster, "PUT", self._path(), body=new)
+            K.request(self.cluster, "PUT", self.path(), body=new)
         except ApiException as exc:
             if exc.status in (409, 404):
                 return False, None
@@ -233,7 +236,7 @@ class RunLock:
             return
         spec = lease.get("spec") or {}
         holder = str(spec.get("holderIdentity") or "")
-        if holder and holder != self.run_id and not self._stale(lease, None):
+        if holder and holder != self.run_id and not self.is_stale(lease, None):
             raise self._held(spec)
 
     def _held(self, spec: Obj, waited_s: float = 0.0) -> LockHeld:
@@ -276,7 +279,7 @@ class RunLock:
             if lease is None or str((lease.get("spec") or {}).get("holderIdentity") or "") != self.run_id:
                 return
             rv = (lease.get("metadata") or {}).get("resourceVersion")
-            K.request(self.cluster, "DELETE", self._path(), body={"preconditions": {"resourceVersion": rv}})
+            K.request(self.cluster, "DELETE", self.path(), body={"preconditions": {"resourceVersion": rv}})
 
 
 def holder(cluster: ClusterClient, *, name: str = LOCK_NAME, namespace: str = LOCK_NAMESPACE) -> str:
@@ -295,11 +298,11 @@ def remove_stale(cluster: ClusterClient, run_id: str | None = None) -> str:
     if lease is None:
         return ""
     held_by = str((lease.get("spec") or {}).get("holderIdentity") or "")
-    if (run_id is not None and held_by != run_id) or not lock._stale(lease, None):
+    if (run_id is not None and held_by != run_id) or not lock.is_stale(lease, None):
         return ""
     rv = (lease.get("metadata") or {}).get("resourceVersion")
     try:
-        K.request(cluster, "DELETE", lock._path(), body={"preconditions": {"resourceVersion": rv}})
+        K.request(cluster, "DELETE", lock.path(), body={"preconditions": {"resourceVersion": rv}})
     except ApiException as exc:
         if exc.status in (404, 409):
             return ""
