@@ -56,6 +56,11 @@ def pytest_args(run: CheckRun, target: Target | None, instance: str) -> list[str
         args += ["-m", run.markers]
     if run.keyword:
         args += ["-k", run.keyword]
+    from checks.suite.settings import FLAGS, OPTIONS
+
+    unknown = sorted(set(run.options) - set(OPTIONS) - set(FLAGS))
+    if unknown:  # the suite's settings are the one definition of these names
+        raise ValueError(f"not suite options: {', '.join(unknown)}")
     for dest, value in run.options.items():
         if value is None or value is False:
             continue
