@@ -244,7 +244,7 @@ class Runtime:
             if spec.sandbox is not None:
                 c.shim, status_r = launch(spec.sandbox, argv=["/shim"], env=spec.env, hold=True,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          config_path=spec.log_path.with_suffix(".shim.json"))
+                                          config_path=spec.log_path.with_suffix(".shim"))
                 err = _first_status(status_r)
                 if err:
                     os.close(status_r)
@@ -273,7 +273,7 @@ class Runtime:
                     raise StartError(err)
                 proc, shim_status = launch(spec.sandbox, argv=spec.argv, env=spec.env, hold=False,
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                           config_path=spec.log_path.with_suffix(".shim.json"))
+                                           config_path=spec.log_path.with_suffix(".shim"))
             else:
                 proc = subprocess.Popen(spec.argv, cwd=spec.work_dir, env=spec.env, stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,

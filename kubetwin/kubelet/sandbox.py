@@ -24,8 +24,8 @@ local processes seeing the host filesystem, as before.
 from __future__ import annotations
 
 import functools
-import json
 import logging
+import marshal
 import os
 import posixpath
 import shutil
@@ -242,10 +242,10 @@ def launch(sb: Sandbox, *, argv: list[str], env: Mapping[str, str], hold: bool, 
     """Start the shim for ``sb``: returns the ``unshare`` process and the read end of the shim's status fd
     (first line ``ok`` or ``error <message>``; in hold mode then ``signal N`` lines)."""
     status_r, status_w = os.pipe()
-    cfg = {"root": str(sb.root), "mounts": [_mount_json(m) for m in sb.mounts], "cwd": sb.cwd, "argv": argv,
+    cfg = {"root": str(sb.root), "mounts": [_mount_dict(m) for m in sb.mounts], "cwd": sb.cwd, "argv": argv,
            "env": dict(env), "mode": "hold" if hold else "exec", "status_fd": status_w}
     config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(json.dumps(cfg))
+    config_path.write_bytes(marshal.dumps(cfg))
     cmd = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private",
            sys.executable, "-S", str(SHIM), str(config_path)]
     try:
@@ -265,7 +265,7 @@ def shim_pid(unshare_pid: int) -> int | None:
     return int(kids[0]) if kids else None
 
 
-def _mount_json(m: Mount) -> dict[str, object]:
+def _mount_dict(m: Mount) -> dict[str, object]:
     return {"kind": m.kind, "target": m.target, "source": m.source, "ro": m.ro, "lower": list(m.lower),
             "optional": m.optional, "data": m.data}
 
