@@ -294,7 +294,7 @@ class ExecSession:
                     rlist.append(pidfd)
                 wlist = [stdin_fd] if stdin_fd is not None and self._stdin_buf else []
                 pending = isinstance(self._conn, ssl.SSLSocket) and self._conn.pending() > 0
-                r, w, _ = select.select(rlist, wlist, [], 0 if pending else 0.5)
+                r, w = _ready(rlist, wlist, 0 if pending else 0.5)
                 if pending and self._conn not in r:
                     r.append(self._conn)
                 if self._conn in r and not self._read_client():
@@ -365,6 +365,30 @@ class ExecSession:
             self._stdin_eof = True
         # RESIZE (no TTY in the twin) and unknown channels are ignored.
 
+
+
+def _ready(rlist: list[Any], wlist: list[Any], timeout_s: float) -> tuple[list[Any], list[Any]]:
+    """``select.select`` for reading/writing, through poll: select() fails for descriptors >= 1024, which a twin
+    running many containers reaches. Items are file descriptors or objects with ``fileno()``."""
+    masks: dict[int, int] = {}
+    objs: dict[int, Any] = {}
+    for items, flag in ((rlist, select.POLLIN), (wlist, select.POLLOUT)):
+        for obj in items:
+            fd = obj if isinstance(obj, int) else obj.fileno()
+            objs[fd] = obj
+            masks[fd] = masks.get(fd, 0) | flag
+    poller = select.poll()
+    for fd, mask in masks.items():
+        poller.register(fd, mask)
+    readable = select.POLLIN | select.POLLHUP | select.POLLERR | select.POLLNVAL
+    r: list[Any] = []
+    w: list[Any] = []
+    for fd, event in poller.poll(timeout_s * 1000):
+        if event & readable and masks[fd] & select.POLLIN:
+            r.append(objs[fd])
+        if event & (select.POLLOUT | select.POLLERR) and masks[fd] & select.POLLOUT:
+            w.append(objs[fd])
+    return r, w
 
 __all__ = ["CLOSE_SIGNAL", "PROTOCOLS", "ExecRequest", "ExecSession", "ExecTarget", "FrameParser", "accept_key",
            "encode_frame", "error_status", "exit_status", "parse_request", "pick_protocol", "success_status"]

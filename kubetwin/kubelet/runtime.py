@@ -185,10 +185,11 @@ class Container:
 def _first_status(fd: int) -> str:
     """Wait for the shim's first status line: '' for ``ok``, else the error to report as StartError."""
     buf = b""
-    deadline = _SHIM_START_TIMEOUT_S
+    # poll, not select: select() fails outright for descriptors >= 1024, which a busy twin reaches.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     while b"\n" not in buf:
-        r, _, _ = select.select([fd], [], [], deadline)
-        if not r:
+        if not poller.poll(_SHIM_START_TIMEOUT_S * 1000):
             return "container shim did not start in time"
         chunk = os.read(fd, 4096)
         if not chunk:
