@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from checks.driver import configs, gates
-from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError, decode
+from checks.driver.configs import AllocatedDevice, ConfigEntry, OpaqueConfigError, decode
 
 API = "resource.nvidia.com/v1beta1"
 
@@ -68,15 +68,15 @@ def gpu_cfg(**body: Any) -> dict[str, Any]:
 
 
 def test_strict_decoding_unknown_fields() -> None:
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(OpaqueConfigError) as e:
         decode({"apiVersion": API, "kind": "ComputeDomainChannelConfig", "domainID": "x", "unexpectedField": "foo"})
     assert str(e.value) == 'strict decoding error: unknown field "unexpectedField"'
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(OpaqueConfigError) as e:
         decode({"apiVersion": API, "kind": "MigDeviceConfig", "sharing": {"strategy": "TimeSlicing", "timeSlicingConfig": {}}})
     assert str(e.value) == 'strict decoding error: unknown field "sharing.timeSlicingConfig"'
     # Non-strict (checkpoint) decoding keeps going.
     assert decode(gpu_cfg(x=1), strict=False).kind == "GpuConfig"
-    with pytest.raises(ConfigError, match="cannot unmarshal string into Go struct field"):
+    with pytest.raises(OpaqueConfigError, match="cannot unmarshal string into Go struct field"):
         decode(gpu_cfg(sharing={"strategy": "MPS", "mpsConfig": {"defaultActiveThreadPercentage": "x"}}))
 
 
@@ -85,7 +85,7 @@ def _validate(params: dict[str, Any], g: dict[str, bool]) -> str | None:
     try:
         cfg.normalize(g)
         cfg.validate(g)
-    except ConfigError as exc:
+    except OpaqueConfigError as exc:
         return str(exc)
     return None
 
@@ -142,7 +142,7 @@ def test_normalisation_defaults() -> None:
 )
 def test_prepare_time_rules(sharing: dict[str, Any], text: str) -> None:
     cfg = decode(gpu_cfg(sharing=sharing))
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(OpaqueConfigError) as e:
         configs.prepare_checks(cfg, device_count=1)
     assert str(e.value) == text
 
@@ -163,17 +163,17 @@ def test_precedence_later_wins_and_defaults_last() -> None:
     assert chosen["gpu-1-mig-1g10gb-19-0"].sharing is None
 
     wrong = configs.opaque_configs([], [ConfigEntry.from_api({"requests": ["mig"], "opaque": ts_short["opaque"]})])
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(OpaqueConfigError) as e:
         configs.resolve(wrong, results, gates=TS)
     assert str(e.value) == 'cannot apply GpuConfig to device "gpu-1-mig-1g10gb-19-0" of type "mig" (request: mig)'
 
-    with pytest.raises(ConfigError, match="only opaque parameters are supported by this driver"):
+    with pytest.raises(OpaqueConfigError, match="only opaque parameters are supported by this driver"):
         configs.opaque_configs([], [ConfigEntry.from_api({"requests": []})])
 
 
 def test_prepare_error_chain_for_unknown_field() -> None:
     entry = ConfigEntry.from_api({"opaque": {"driver": "gpu.nvidia.com", "parameters": gpu_cfg(x="1")}})
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(OpaqueConfigError) as e:
         configs.opaque_configs([], [entry])
     text = configs.prepare_error("default", "rc", "uid-1", configs.opaque_configs_error(e.value))
     assert text == (

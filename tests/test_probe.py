@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from checks.host import HostReport, compare_with_oracle, probe, procfs
-from checks.host.report import Placement
+from checks.host.report import NvmlPlacement
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "probe"
@@ -89,7 +89,7 @@ def test_oracle_comparison_reports_each_kind_of_difference() -> None:
     gpu = report.gpus[0]
     by_name = {p.name: p for p in gpu.mig_profiles}
     by_name["3g.40gb"].sms = 48  # the wrong value go-nvml's mock uses (reference §5.1)
-    by_name["1g.20gb"].placements = [Placement(0, 2), Placement(2, 2)]
+    by_name["1g.20gb"].placements = [NvmlPlacement(0, 2), NvmlPlacement(2, 2)]
     by_name["7g.80gb"].placements = None
     by_name["7g.80gb"].placements_error = "not_supported"
     gpu.mig_profiles.remove(by_name["4g.40gb"])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from checks.driver import names
-from checks.driver.configs import ConfigError
+from checks.driver.configs import OpaqueConfigError
 from checks.kube.client import ClusterClient, ClusterTarget
 from checks.kube.wait import source_for, wait_deleted, wait_for
 from checks.twin.lambda_twin import Twin, TwinOptions
@@ -128,7 +128,7 @@ def test_daemon_that_never_gets_ready_fails_with_the_real_text(mps_twin: tuple[T
         name = daemons.start(uid, uuids, MpsConfig())
         assert name == f"mps-control-daemon-{daemon_id(uid, uuids)}"
         assert daemons.start(uid, uuids, MpsConfig()) == name  # already started: no second create
-        with pytest.raises(ConfigError) as info:
+        with pytest.raises(OpaqueConfigError) as info:
             daemons.assert_ready(name)
         assert str(info.value) == "MPS control daemon is not yet ready: waiting for MPS control daemon to come online"
         daemons.stop(uid, uuids)

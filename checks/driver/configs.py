@@ -27,7 +27,7 @@ IOMMU_POLICIES: Final = ("LegacyOnly", "PreferIommuFD")
 ALLOCATION_MODES: Final = ("Single", "All")
 
 
-class ConfigError(ValueError):
+class OpaqueConfigError(ValueError):
     """A config failed decoding, normalisation or validation; ``str()`` is the driver's text."""
 
 
@@ -65,10 +65,10 @@ _DECIMAL: Final = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6,
 
 
 def quantity_bytes(text: str) -> float:
-    """Value of a Kubernetes quantity string (``10Gi``, ``500M``, ``1e3``); ConfigError if malformed."""
+    """Value of a Kubernetes quantity string (``10Gi``, ``500M``, ``1e3``); OpaqueConfigError if malformed."""
     s = text.strip()
     if not _QUANTITY_RE.match(s):
-        raise ConfigError("quantities must match the regular expression "
+        raise OpaqueConfigError("quantities must match the regular expression "
                           "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
     for suffix, mult in _BINARY.items():
         if s.endswith(suffix):
@@ -84,7 +84,7 @@ def _check(value: Any, schema: _Schema | str, path: str, kind: str, unknown: lis
         if value is None:
             return
         if not isinstance(value, dict):
-            raise ConfigError(
+            raise OpaqueConfigError(
                 f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go struct field "
                 f"{kind}.{path} of type struct"
             )
@@ -99,7 +99,7 @@ def _check(value: Any, schema: _Schema | str, path: str, kind: str, unknown: lis
         return
     if schema.startswith("map:"):
         if not isinstance(value, dict):
-            raise ConfigError(
+            raise OpaqueConfigError(
                 f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go struct field "
                 f"{kind}.{path} of type map[string]resource.Quantity"
             )
@@ -113,7 +113,7 @@ def _check(value: Any, schema: _Schema | str, path: str, kind: str, unknown: lis
         "quantity": isinstance(value, (str, int)) and not isinstance(value, bool),
     }[schema]
     if not ok:
-        raise ConfigError(
+        raise OpaqueConfigError(
             f"json: cannot unmarshal {_JSON_KIND.get(type(value), 'value')} into Go struct field "
             f"{kind}.{path} of type {_GO_TYPE[schema]}"
         )
@@ -194,15 +194,15 @@ class OpaqueConfig:
             self.sharing.mps = MpsConfig()
 
     def validate(self, gates: Mapping[str, bool]) -> None:
-        """Raise ConfigError with the exact §5.2 text of the first violated rule."""
+        """Raise OpaqueConfigError with the exact §5.2 text of the first violated rule."""
         if self.kind in CD_DRIVER_KINDS:
             if not self.domain_id:
-                raise ConfigError("domainID cannot be empty")
+                raise OpaqueConfigError("domainID cannot be empty")
             return
         if self.kind == "VfioDeviceConfig":
             policy = self.iommu_backend_policy or "LegacyOnly"
             if policy not in IOMMU_POLICIES:
-                raise ConfigError(
+                raise OpaqueConfigError(
                     f"unknown IOMMU backend policy: {policy}, supported IOMMU backend policies: "
                     + ", ".join(IOMMU_POLICIES)
                 )
@@ -212,27 +212,27 @@ class OpaqueConfig:
             return
         if s.strategy == STRATEGY_TIME_SLICING:
             if not gates.get("TimeSlicingSettings", False):
-                raise ConfigError(
+                raise OpaqueConfigError(
                     '"TimeSlicing" is selected as the GPU sharing strategy, but the "TimeSlicingSettings" '
                     "feature gate is not enabled"
                 )
             if s.has_time_slicing_config and s.interval not in INTERVALS:
-                raise ConfigError(
+                raise OpaqueConfigError(
                     f"unknown time-slice interval: {s.interval}, supported time-slice intervals: "
                     + ", ".join(INTERVALS)
                 )
         elif s.strategy == STRATEGY_MPS:
             if not gates.get("MPSSupport", False):
-                raise ConfigError(
+                raise OpaqueConfigError(
                     '"MPS" is selected as the GPU sharing strategy, but the "MPSSupport" feature gate is not enabled'
                 )
             pct = s.mps.default_active_thread_percentage if s.mps else None
             if pct is not None and pct < 0:
-                raise ConfigError("active thread percentage must not be negative")
+                raise OpaqueConfigError("active thread percentage must not be negative")
             if pct is not None and pct > 100:
-                raise ConfigError("active thread percentage must not be greater than 100")
+                raise OpaqueConfigError("active thread percentage must not be greater than 100")
         else:
-            raise ConfigError(
+            raise OpaqueConfigError(
                 f"unknown GPU sharing strategy: {s.strategy}, supported GPU sharing strategies: TimeSlicing, MPS"
             )
 
@@ -270,17 +270,17 @@ def decode(parameters: Mapping[str, Any] | str | bytes, *, strict: bool = True) 
         try:
             raw = json.loads(parameters)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid character in JSON: {exc.msg}") from exc
+            raise OpaqueConfigError(f"invalid character in JSON: {exc.msg}") from exc
     else:
         raw = dict(parameters)
     if not isinstance(raw, dict):
-        raise ConfigError("json: cannot unmarshal array into Go value of type map[string]interface {}")
+        raise OpaqueConfigError("json: cannot unmarshal array into Go value of type map[string]interface {}")
     kind = raw.get("kind")
     api_version = raw.get("apiVersion")
     if not kind:
-        raise ConfigError(f"Object 'Kind' is missing in '{json.dumps(raw, separators=(',', ':'))}'")
+        raise OpaqueConfigError(f"Object 'Kind' is missing in '{json.dumps(raw, separators=(',', ':'))}'")
     if api_version != names.CONFIG_API_VERSION or kind not in _SCHEMAS:
-        raise ConfigError(
+        raise OpaqueConfigError(
             f'no kind "{kind}" is registered for version "{api_version}" in scheme "pkg/runtime/scheme.go:110"'
         )
     schema = _SCHEMAS[kind]
@@ -288,7 +288,7 @@ def decode(parameters: Mapping[str, Any] | str | bytes, *, strict: bool = True) 
     unknown: list[str] = []
     _check(body, schema, "", kind, unknown)
     if strict and unknown:
-        raise ConfigError("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+        raise OpaqueConfigError("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
     cfg = OpaqueConfig(kind=kind)
     sharing = body.get("sharing")
     if isinstance(sharing, dict):
@@ -350,30 +350,30 @@ def prepare_checks(
     if s is None:
         return
     if s.strategy == STRATEGY_TIME_SLICING and s.mps is not None:
-        raise ConfigError("cannot use MpsConfig with the 'TimeSlicing' strategy")
+        raise OpaqueConfigError("cannot use MpsConfig with the 'TimeSlicing' strategy")
     if s.strategy == STRATEGY_MPS:
         if s.has_time_slicing_config:
-            raise ConfigError("cannot use TimeSlicingConfig with the 'MPS' strategy")
+            raise OpaqueConfigError("cannot use TimeSlicingConfig with the 'MPS' strategy")
         if consumable_shares:
-            raise ConfigError("MPS sharing is not supported when consumable shares is enabled")
+            raise OpaqueConfigError("MPS sharing is not supported when consumable shares is enabled")
         mps = s.mps or MpsConfig()
         limit = mps.default_pinned_device_memory_limit
         if limit is not None and quantity_bytes(limit) < _MIB:
-            raise ConfigError(f"invalid limit: default value set too low: {limit}")
+            raise OpaqueConfigError(f"invalid limit: default value set too low: {limit}")
         for key, value in mps.default_per_device_pinned_memory_limit.items():
             if not key.startswith(("GPU-", "MIG-")):
                 try:
                     idx = int(key)
                 except ValueError:
-                    raise ConfigError(f"invalid device: unable to parse key as an integer: {key}") from None
+                    raise OpaqueConfigError(f"invalid device: unable to parse key as an integer: {key}") from None
                 if idx < 0 or idx >= device_count:
-                    raise ConfigError(f"invalid device: invalid device index: {idx}")
+                    raise OpaqueConfigError(f"invalid device: invalid device index: {idx}")
             if quantity_bytes(value) < _MIB:
-                raise ConfigError(f"invalid limit: value set too low: {key}: {value}")
+                raise OpaqueConfigError(f"invalid limit: value set too low: {key}: {value}")
         if mps.multi_user and min_compute_capability is not None:
             major = int(min_compute_capability.split(".")[0])
             if major < 7:
-                raise ConfigError(
+                raise OpaqueConfigError(
                     "multiuser mode was requested but is not supported: device has insufficient "
                     f'cudaComputeCapability "{min_compute_capability}", wanted >= "7.0"'
                 )
@@ -432,13 +432,13 @@ def opaque_configs(
     out: list[tuple[tuple[str, ...], OpaqueConfig]] = []
     for entry in [*class_configs, *claim_configs]:
         if entry.driver is None:
-            raise ConfigError("only opaque parameters are supported by this driver")
+            raise OpaqueConfigError("only opaque parameters are supported by this driver")
         if entry.driver != driver:
             continue
         try:
             cfg = decode(entry.parameters or {}, strict=strict)
-        except ConfigError as exc:
-            raise ConfigError(f"error decoding config parameters: {exc}") from exc
+        except OpaqueConfigError as exc:
+            raise OpaqueConfigError(f"error decoding config parameters: {exc}") from exc
         out.append((entry.requests, cfg))
     return out
 
@@ -472,7 +472,7 @@ def resolve(
                 if not any(_request_matches(r, result.request) for r in requests):
                     continue
                 if not cfg.applies_to(result.device_type):
-                    raise ConfigError(
+                    raise OpaqueConfigError(
                         f'cannot apply {cfg.kind} to device "{result.device}" of type "{result.device_type}" '
                         f"(request: {result.request})"
                     )
@@ -488,12 +488,12 @@ def normalize_and_validate(cfg: OpaqueConfig, gates: Mapping[str, bool]) -> None
     """Prepare-time Normalize + Validate with the plugin's wrapping (§5.4 item 2)."""
     try:
         cfg.normalize(gates)
-    except ConfigError as exc:
-        raise ConfigError(f"error normalizing GPU config: {exc}") from exc
+    except OpaqueConfigError as exc:
+        raise OpaqueConfigError(f"error normalizing GPU config: {exc}") from exc
     try:
         cfg.validate(gates)
-    except ConfigError as exc:
-        raise ConfigError(f"error validating GPU config: {exc}") from exc
+    except OpaqueConfigError as exc:
+        raise OpaqueConfigError(f"error validating GPU config: {exc}") from exc
 
 
 def prepare_error(namespace: str, name: str, uid: str, inner: str) -> str:
@@ -505,7 +505,7 @@ def prepare_error(namespace: str, name: str, uid: str, inner: str) -> str:
     return f"error preparing devices for claim {namespace}/{name}:{uid}: prepare devices failed: {inner}"
 
 
-def opaque_configs_error(exc: ConfigError) -> str:
+def opaque_configs_error(exc: OpaqueConfigError) -> str:
     """Wrap a decode failure as ``prepareDevices`` does: ``error getting opaque device configs: …``."""
     return f"error getting opaque device configs: {exc}"
 
@@ -533,7 +533,7 @@ def webhook_errors(spec: Mapping[str, Any], gates: Mapping[str, bool], *, templa
         path = f"{prefix}.devices.config[{i}].opaque.parameters"
         try:
             cfg = decode(opaque.get("parameters") or {})
-        except ConfigError as exc:
+        except OpaqueConfigError as exc:
             errors.append(f"error decoding object at {path}: {exc}")
             continue
         if cfg.kind not in WEBHOOK_ACCEPTED_KINDS:
@@ -541,12 +541,12 @@ def webhook_errors(spec: Mapping[str, Any], gates: Mapping[str, bool], *, templa
             continue
         try:
             cfg.normalize(gates)
-        except ConfigError as exc:
+        except OpaqueConfigError as exc:
             errors.append(f"error normalizing config at {path}: {exc}")
             continue
         try:
             cfg.validate(gates)
-        except ConfigError as exc:
+        except OpaqueConfigError as exc:
             errors.append(f"object at {path} is invalid: {exc}")
     return errors
 

@@ -9,16 +9,16 @@ from checks.host.imex import Finding, ImexVerdict, create_channel0, imex_verdict
 from checks.host.imex_param import ParamAttempt, try_create_channel0_param
 from checks.host.nvml import probe
 from checks.host.oracle import Mismatch, compare_with_oracle
-from checks.host.report import Daemon, Fabric, Gpu, GpuPair, Health, HostReport, Imex, MigProfile, NvLink
+from checks.host.report import Daemon, Fabric, GpuPair, Health, HostGpu, HostReport, Imex, MigProfile, NvLink
 from checks.host.summary import render
 
 __all__ = [
     "Daemon",
     "Fabric",
     "Finding",
-    "Gpu",
     "GpuPair",
     "Health",
+    "HostGpu",
     "HostReport",
     "Imex",
     "ImexVerdict",

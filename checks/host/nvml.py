@@ -21,13 +21,13 @@ from typing import Any, TypeVar
 from checks.host import procfs
 from checks.host.report import (
     Fabric,
-    Gpu,
     GpuPair,
     Health,
+    HostGpu,
     HostReport,
     MigProfile,
     NvLink,
-    Placement,
+    NvmlPlacement,
     XidEvent,
 )
 
@@ -103,7 +103,7 @@ def _return_name(nvml: Any, code: int) -> str:
     return str(code)
 
 
-def _placements(nvml: Any, handle: Any, profile_id: int) -> list[Placement]:
+def _placements(nvml: Any, handle: Any, profile_id: int) -> list[NvmlPlacement]:
     """``nvmlDeviceGetGpuInstancePossiblePlacements_v2``, coping with both pynvml calling conventions."""
     fn = nvml.nvmlDeviceGetGpuInstancePossiblePlacements
     struct = nvml.c_nvmlGpuInstancePlacement_t
@@ -115,7 +115,7 @@ def _placements(nvml: Any, handle: Any, profile_id: int) -> list[Placement]:
         items = [array[i] for i in range(count.value)]
     except TypeError:  # older nvidia-ml-py: (device, profileId) -> list of structs
         items = list(fn(handle, profile_id))
-    return [Placement(start=int(p.start), size=int(p.size)) for p in items]
+    return [NvmlPlacement(start=int(p.start), size=int(p.size)) for p in items]
 
 
 def _fabric(nvml: Any, handle: Any, notes: _Notes) -> Fabric | None:
@@ -148,7 +148,7 @@ def _fabric(nvml: Any, handle: Any, notes: _Notes) -> Fabric | None:
     return None
 
 
-def _mig_profiles(nvml: Any, handle: Any, gpu: Gpu, notes: _Notes) -> None:
+def _mig_profiles(nvml: Any, handle: Any, gpu: HostGpu, notes: _Notes) -> None:
     count = int(getattr(nvml, "NVML_GPU_INSTANCE_PROFILE_COUNT", PROFILE_ENUM_COUNT_FALLBACK))
     for index in range(count):
         local: dict[str, str] = {}
@@ -202,7 +202,7 @@ def _nvlinks(nvml: Any, handle: Any, notes: _Notes) -> list[NvLink]:
     return links
 
 
-def _gpu(nvml: Any, index: int, handle: Any) -> Gpu:
+def _gpu(nvml: Any, index: int, handle: Any) -> HostGpu:
     notes_map: dict[str, str] = {}
     n = _Notes(nvml, notes_map)
     name = n.call("nvmlDeviceGetName", nvml.nvmlDeviceGetName, handle)
@@ -211,7 +211,7 @@ def _gpu(nvml: Any, index: int, handle: Any) -> Gpu:
     cc = n.call("nvmlDeviceGetCudaComputeCapability", nvml.nvmlDeviceGetCudaComputeCapability, handle)
     arch = n.call("nvmlDeviceGetArchitecture", nvml.nvmlDeviceGetArchitecture, handle)
     pci = n.call("nvmlDeviceGetPciInfo", nvml.nvmlDeviceGetPciInfo, handle)
-    gpu = Gpu(
+    gpu = HostGpu(
         index=index,
         name=_text(name) if name is not None else "",
         uuid=_text(uuid) if uuid is not None else "",
@@ -241,7 +241,7 @@ def _gpu(nvml: Any, index: int, handle: Any) -> Gpu:
     return gpu
 
 
-def _pairs(nvml: Any, handles: list[Any], gpus: list[Gpu], notes: _Notes) -> list[GpuPair]:
+def _pairs(nvml: Any, handles: list[Any], gpus: list[HostGpu], notes: _Notes) -> list[GpuPair]:
     pairs = []
     nvlink_cap = getattr(nvml, "NVML_P2P_CAPS_INDEX_NVLINK", 3)
     statuses = {0: "ok", 1: "chipset_not_supported", 2: "gpu_not_supported", 3: "iohub_topology_not_supported",
@@ -267,7 +267,7 @@ def _pairs(nvml: Any, handles: list[Any], gpus: list[Gpu], notes: _Notes) -> lis
     return pairs
 
 
-def _wait_for_xids(nvml: Any, handles: list[Any], gpus: list[Gpu], wait_s: float,
+def _wait_for_xids(nvml: Any, handles: list[Any], gpus: list[HostGpu], wait_s: float,
                    notes: _Notes, clock: Callable[[], float]) -> list[XidEvent]:
     """Register critical-XID events on every GPU and collect what arrives within ``wait_s`` seconds."""
     event_set = notes.call("nvmlEventSetCreate", nvml.nvmlEventSetCreate)

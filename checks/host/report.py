@@ -21,7 +21,7 @@ SCHEMA_VERSION = 1
 
 
 @dataclass
-class Placement:
+class NvmlPlacement:
     """One possible GPU-instance placement on the memory-slice axis (``nvidia-smi mig -lgipp``)."""
 
     start: int
@@ -60,7 +60,7 @@ class MigProfile:
     """NVML ``ofaCount``."""
     p2p_supported: bool
     """NVML ``isP2pSupported``."""
-    placements: list[Placement] | None = None
+    placements: list[NvmlPlacement] | None = None
     """``nvmlDeviceGetGpuInstancePossiblePlacements_v2``; None when the call failed (see ``placements_error``)."""
     placements_error: str | None = None
     """Why ``placements`` is missing, if it is."""
@@ -158,7 +158,7 @@ class Health:
 
 
 @dataclass
-class Gpu:
+class HostGpu:
     """One GPU as NVML reports it."""
 
     index: int
@@ -293,7 +293,7 @@ class HostReport:
     """CUDA version the driver supports, ``major.minor``."""
     pynvml_version: str | None = None
     """nvidia-ml-py version that did the asking."""
-    gpus: list[Gpu] = field(default_factory=list)
+    gpus: list[HostGpu] = field(default_factory=list)
     """GPUs in NVML index order."""
     pairs: list[GpuPair] = field(default_factory=list)
     """GPU-to-GPU topology for every pair."""

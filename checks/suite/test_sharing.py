@@ -41,7 +41,7 @@ def expected_prepare_failure(parameters: Obj, cfg: DriverConfig) -> str:
     gates = {g: cfg.gate(g) for g in ("TimeSlicingSettings", "MPSSupport")}
     try:
         CFG.normalize_and_validate(CFG.decode(parameters), gates)
-    except CFG.ConfigError as exc:
+    except CFG.OpaqueConfigError as exc:
         return str(exc)
     raise AssertionError(f"{parameters} is valid under {cfg.key}; nothing to expect")
 

@@ -36,8 +36,12 @@ def _webhook_endpoint(namespace: str, pod: str, port: int) -> tuple[str, int] | 
 
 
 def node_name(instance_type: str, index: int = 0) -> str:
-    """``gpu_1x_h100_sxm5`` → ``gpu-1x-h100-sxm5-0`` (a valid DNS-1123 node name)."""
-    return f"{instance_type.replace('_', '-')}-{index}"
+    """``gpu_1x_h100_sxm5`` → ``lambda-1x-h100-sxm5-0`` (a valid DNS-1123 node name).
+
+    No ``gpu`` in it: a Lambda host's name does not carry one, and upstream bats pick the GPU plugin's slices
+    with ``grep <node> | grep gpu`` — a node name with ``gpu`` made the compute-domain slice match too.
+    """
+    return f"lambda-{instance_type.removeprefix('gpu_').replace('_', '-')}-{index}"
 
 
 def node_spec(instance: Instance, index: int = 0) -> NodeSpec:

@@ -28,7 +28,7 @@ from typing import Any
 from checks.driver import computedomains as cd
 from checks.driver import configs, logs, names
 from checks.driver import gates as gate_table
-from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError
+from checks.driver.configs import AllocatedDevice, ConfigEntry, OpaqueConfigError
 from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 from checks.twin.nvidia.channels import ImexChannels
 from checks.twin.nvidia.fabric import FabricFacts, node_fabric
@@ -66,11 +66,11 @@ def node_checkpoint(node: str) -> dict[str, ClaimEntry]:
         return _checkpoints.setdefault(node, {})
 
 
-class PermanentError(ConfigError):
+class PermanentError(OpaqueConfigError):
     """Not retried (the driver's ``permanentError``)."""
 
 
-class RetryableError(ConfigError):
+class RetryableError(OpaqueConfigError):
     """Retried with back-off for up to :data:`cd.PREPARE_RETRY_TIMEOUT_S`."""
 
 
@@ -166,7 +166,7 @@ class CdPlugin:
                     self.log(logs.LogLine(0, f"Permanent error preparing devices for claim {ref['uid']}: {exc}",
                                           "driver.go", 286))
                     return PrepareResult(error=self._error(ref, str(exc)))
-                except ConfigError as exc:
+                except OpaqueConfigError as exc:
                     last = str(exc)
             if time.monotonic() + delay > deadline or self.stop.is_set():
                 return PrepareResult(error=self._error(ref, last))
@@ -196,7 +196,7 @@ class CdPlugin:
             devices, domain = self._prepare_devices(claim)
         except PermanentError as exc:
             raise PermanentError(f"prepare devices failed: {exc}") from exc
-        except ConfigError as exc:
+        except OpaqueConfigError as exc:
             raise RetryableError(f"prepare devices failed: {exc}") from exc
         result = PrepareResult(devices=tuple(devices))
         self.checkpoint[uid] = ClaimEntry(COMPLETED, ref["namespace"], ref["name"], result, domain)
@@ -216,7 +216,7 @@ class CdPlugin:
                 [ConfigEntry.from_api(e) for e in entries if e.get("source") == "FromClass"],
                 [ConfigEntry.from_api(e) for e in entries if e.get("source") != "FromClass"],
                 driver=names.CD_DRIVER)
-        except ConfigError as exc:
+        except OpaqueConfigError as exc:
             raise PermanentError(f"error generating configResultsMap: {exc}") from exc
         allocated = [AllocatedDevice(r["request"], r["device"], "channel" if r["device"].startswith("channel")
                                      else "daemon") for r in results]

@@ -25,7 +25,7 @@ from typing import Any
 
 from checks.driver import configs, logs, names
 from checks.driver import gates as gate_table
-from checks.driver.configs import AllocatedDevice, ConfigEntry, ConfigError
+from checks.driver.configs import AllocatedDevice, ConfigEntry, OpaqueConfigError
 from checks.driver.slices import GpuFacts, publish
 from checks.mig import parse_device_name
 from checks.twin.nvidia.binaries.checkpoint import PREPARE_COMPLETED, PREPARE_STARTED, CheckpointFile
@@ -128,7 +128,7 @@ class GpuPlugin:
         for g in self.gpus:
             if g.minor == minor:
                 return g
-        raise ConfigError(f"unknown GPU minor {minor}")
+        raise OpaqueConfigError(f"unknown GPU minor {minor}")
 
     def prepare(self, claims: list[dict[str, str]]) -> dict[str, PrepareResult]:
         """NodePrepareResources for a batch of claims."""
@@ -152,7 +152,7 @@ class GpuPlugin:
                         if self.mps is not None:
                             self.mps.stop(uid, uuids)
                         self.mps_groups[uid].remove(uuids)
-                except ConfigError as exc:
+                except OpaqueConfigError as exc:
                     errors[uid] = f"unprepare devices failed for claim {c['namespace']}/{c['name']}:{uid}: {exc}"
                     continue
                 self.mps_groups.pop(uid, None)
@@ -189,7 +189,7 @@ class GpuPlugin:
         self._record(uid, ref, PREPARE_STARTED)
         try:
             devices, env = self._prepare_devices(self.read_claim(ns, name))
-        except ConfigError as exc:
+        except OpaqueConfigError as exc:
             return PrepareResult(error=configs.prepare_error(ns, name, uid, str(exc)))
         cdi = [names.cdi_device_id(uid, d) for d in devices]
         result = PrepareResult(devices=tuple(self._device(uid, d, req, env.get(d, {})) for d, req in devices.items()))
@@ -212,8 +212,8 @@ class GpuPlugin:
         claim_entries = [ConfigEntry.from_api(e) for e in entries if e.get("source") != "FromClass"]
         try:
             decoded = configs.opaque_configs(class_entries, claim_entries)
-        except ConfigError as exc:
-            raise ConfigError(configs.opaque_configs_error(exc)) from exc
+        except OpaqueConfigError as exc:
+            raise OpaqueConfigError(configs.opaque_configs_error(exc)) from exc
         allocated = [
             AllocatedDevice(r["request"], r["device"], "mig" if "-mig-" in r["device"] else "gpu") for r in results
         ]
@@ -234,8 +234,8 @@ class GpuPlugin:
             group = [d for d, c in chosen.items() if c is cfg]
             try:
                 self._start_mps(uid, group, cfg, dynamic_mig=eff["DynamicMIG"])
-            except ConfigError as exc:
-                raise ConfigError(f"error applying config: {exc}") from exc
+            except OpaqueConfigError as exc:
+                raise OpaqueConfigError(f"error applying config: {exc}") from exc
             for d in group:
                 env[d] = {"CUDA_MPS_PIPE_DIRECTORY": PIPE_DIRECTORY}
         return devices, env
@@ -243,9 +243,9 @@ class GpuPlugin:
     def _start_mps(self, uid: str, group: list[str], cfg: configs.OpaqueConfig, *, dynamic_mig: bool) -> None:
         """``applySharingConfig`` for MPS (§12.5): start the daemon of this device set and wait until Ready."""
         if dynamic_mig:
-            raise ConfigError("MPS is not yet supported when using featureGates.DynamicMIG=true")
+            raise OpaqueConfigError("MPS is not yet supported when using featureGates.DynamicMIG=true")
         if self.mps is None:
-            raise ConfigError("error starting MPS control daemon: no API access")
+            raise OpaqueConfigError("error starting MPS control daemon: no API access")
         assert cfg.sharing is not None
         uuids = tuple(self._uuid(d) for d in group)
         self.mps.start(uid, uuids, cfg.sharing.mps or configs.MpsConfig())
@@ -268,11 +268,11 @@ class GpuPlugin:
             parsed = parse_device_name(dev)
             geo = self._gpu(parsed.minor).mig
             if geo is None:
-                raise ConfigError(f"prepare devices failed: GPU {parsed.minor} is not MIG capable")
+                raise OpaqueConfigError(f"prepare devices failed: GPU {parsed.minor} is not MIG capable")
             slots = parsed.profile(geo).slots(parsed.start)
             for minor, used in [*self.mig_slots.values(), *staged.values()]:
                 if minor == parsed.minor and set(used) & set(slots):
-                    raise ConfigError(
+                    raise OpaqueConfigError(
                         f"error creating MIG device: error creating GPU instance for '{dev}': Insufficient Resources"
                     )
             staged[dev] = (parsed.minor, slots)

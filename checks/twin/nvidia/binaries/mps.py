@@ -29,7 +29,7 @@ from typing import Any
 
 from checks.driver import gates as gate_table
 from checks.driver import logs
-from checks.driver.configs import ConfigError, MpsConfig
+from checks.driver.configs import MpsConfig, OpaqueConfigError
 from kubetwin.kubelet.seam import ContainerContext
 
 PIPE_DIRECTORY = "/tmp/nvidia-mps"
@@ -166,7 +166,7 @@ class MpsDaemons:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise ConfigError(f"failed to get deployment: {exc.reason}") from exc
+            raise OpaqueConfigError(f"failed to get deployment: {exc.reason}") from exc
         return dict(self.api_client.sanitize_for_serialization(obj))
 
     def start(self, claim_uid: str, uuids: Sequence[str], cfg: MpsConfig) -> str:
@@ -183,7 +183,7 @@ class MpsDaemons:
             self._apps().create_namespaced_deployment(self.namespace, self.deployment(claim_uid, uuids, cfg))
         except ApiException as exc:
             if exc.status != 409:
-                raise ConfigError(f"error starting MPS control daemon: failed to create deployment: "
+                raise OpaqueConfigError(f"error starting MPS control daemon: failed to create deployment: "
                                   f"{exc.reason}") from exc
         return name
 
@@ -233,7 +233,7 @@ class MpsDaemons:
                 return
             if attempt < len(delays):
                 self._wait_change(name, delays[attempt])
-        raise ConfigError(f"MPS control daemon is not yet ready: {reason}")
+        raise OpaqueConfigError(f"MPS control daemon is not yet ready: {reason}")
 
     def stop(self, claim_uid: str, uuids: Sequence[str]) -> None:
         """``Stop``: delete the Deployment (foreground) if this plugin started it."""
@@ -251,7 +251,7 @@ class MpsDaemons:
         except ApiException as exc:
             if exc.status != 404:
                 self.started[name] = ident
-                raise ConfigError(f"error stopping MPS control daemon: failed to delete deployment: "
+                raise OpaqueConfigError(f"error stopping MPS control daemon: failed to delete deployment: "
                                   f"{exc.reason}") from exc
 
 
