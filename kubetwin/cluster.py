@@ -24,6 +24,7 @@ from kubetwin import controlplane
 from kubetwin.api.core import Api
 from kubetwin.api.errors import ApiError
 from kubetwin.api.exec import ExecTarget
+from kubetwin.api.faults import Faults
 from kubetwin.api.resources import core
 from kubetwin.api.server import ApiServer, KubeVersion
 from kubetwin.api.webhooks import MutatingWebhookAdmission, ServiceResolver, WebhookAdmission, no_endpoints
@@ -170,6 +171,8 @@ class Cluster:
         self.run_dir = Path(run_dir).resolve() if run_dir else Path(tempfile.mkdtemp(prefix="kubetwin-"))
         self.api = Api()
         self.server: ApiServer | None = None
+        self.faults = Faults.from_env()
+        """The fault switch (kubetwin.api.faults) shared by the HTTPS server, kubelets and node agents."""
         self.informers = SharedInformers(self.api)
         self.controllers: list[_Component] = []
         self.kubelets: dict[str, Kubelet] = {}
@@ -237,7 +240,7 @@ class Cluster:
                 api.create(core("namespaces"), None, {"metadata": {"name": ns}})
         if opts.server:
             self.server = ApiServer(api, port=opts.port, kube_version=opts.kube_version, log_source=_Logs(self),
-                                    exec_source=_Exec(self), endpoint_source=_Endpoints(self))
+                                    exec_source=_Exec(self), endpoint_source=_Endpoints(self), faults=self.faults)
             self.server.start()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.server.write_kubeconfig(self.kubeconfig)
@@ -261,7 +264,7 @@ class Cluster:
         """Register a node (Node object + heartbeat) and start its kubelet; returns the kubelet."""
         api = self.api
         agent = NodeAgent(api, node_object(spec, kube_version=self.kube_version),
-                          lease_interval_s=self.options.lease_interval_s)
+                          lease_interval_s=self.options.lease_interval_s, faults=self.faults)
         agent.start()
         self._agents.append(agent)
         kcfg = self.options.kubelet
@@ -270,7 +273,7 @@ class Cluster:
         factory = self.api_client if self.server is not None else None
         prefix = spec.pod_cidr.split("/", 1)[0].rsplit(".", 1)[0]
         self._kubelet_args[spec.name] = {"config": kcfg, "node_ip": spec.internal_ip, "pod_cidr_prefix": prefix,
-                                         "api_client_factory": factory}
+                                         "api_client_factory": factory, "faults": self.faults}
         kubelet = Kubelet(api, spec.name, self.run_dir / "nodes" / spec.name, **self._kubelet_args[spec.name])
         kubelet.start()
         self.kubelets[spec.name] = kubelet

@@ -5,7 +5,11 @@ the instance type and the NVIDIA GPU labels the driver's chart selects on). No e
 DRA cluster devices exist only as ResourceSlice devices.
 
 Heartbeats: a :class:`NodeAgent` renews the node's Lease in ``kube-node-lease`` and refreshes the Ready
-condition's ``lastHeartbeatTime``, as the kubelet's node-status loop does.
+condition's ``lastHeartbeatTime``, as the kubelet's node-status loop does. Under an injected ``node-notready``
+fault (kubetwin.api.faults) the heartbeat stops and the agent writes what the node lifecycle controller writes
+once the grace period has passed (at once here): every condition ``Unknown`` with reason ``NodeStatusUnknown``
+and "Kubelet stopped posting node status.", plus the ``node.kubernetes.io/unreachable`` NoSchedule and
+NoExecute taints; when the fault is turned off the heartbeat resumes, Ready is True again and the taints go.
 """
 
 from __future__ import annotations
@@ -19,10 +23,14 @@ from typing import Any
 
 from kubetwin.api.core import Api, rfc3339, rfc3339_micro
 from kubetwin.api.errors import ApiError
+from kubetwin.api.faults import Faults
 from kubetwin.api.resources import core
 
 NODES = core("nodes")
 LEASES = core("leases")
+
+UNREACHABLE = "node.kubernetes.io/unreachable"
+"""The taint key the node lifecycle controller puts on a node whose Ready condition is Unknown."""
 
 KUBELET_VERSION = {"1.34": "v1.34.2", "1.35": "v1.35.1", "1.36": "v1.36.0", "1.37": "v1.37.0"}
 """Kubelet version reported per twin Kubernetes minor."""
@@ -95,13 +103,19 @@ def node_object(spec: NodeSpec, *, kube_version: str = "1.36", now: str = "1970-
 class NodeAgent:
     """Registers one node and keeps its heartbeat (Lease + Ready condition) fresh."""
 
-    def __init__(self, api: Api, node: dict[str, Any], *, lease_interval_s: float = 10.0) -> None:
+    def __init__(self, api: Api, node: dict[str, Any], *, lease_interval_s: float = 10.0,
+                 faults: Faults | None = None) -> None:
         self.api = api
         self.node = node
         self.name = str(node["metadata"]["name"])
         self._interval = lease_interval_s
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._faults = faults or Faults()
+        self._unknown = False
+        """Whether this agent has marked the node unknown (an injected node-notready)."""
+        self._faults.subscribe(self._wake.set)
 
     def register(self) -> dict[str, Any]:
         body = copy.deepcopy(self.node)
@@ -120,19 +134,69 @@ class NodeAgent:
 
     def start(self) -> None:
         self.register()
-        self._renew()
+        self._beat()
         self._thread = threading.Thread(target=self._run, name=f"node-heartbeat-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             with contextlib.suppress(ApiError):
-                self._renew()
+                self._beat()
+
+    def _beat(self) -> None:
+        """Renew the heartbeat, or, under an injected node-notready, stop it and mark the node unknown."""
+        if self._faults.node_notready(self.name):
+            if not self._unknown:
+                self._mark_unknown()
+                self._unknown = True
+            return
+        if self._unknown:
+            self._mark_ready()
+            self._unknown = False
+        self._renew()
+
+    def _mark_unknown(self) -> None:
+        """What the node lifecycle controller writes for a node whose kubelet stopped posting status."""
+        now = rfc3339(self.api.clock.now())
+        node = self.api.get(NODES, None, self.name)
+        for c in (node.get("status") or {}).get("conditions") or []:
+            c.update(status="Unknown", reason="NodeStatusUnknown", message="Kubelet stopped posting node status.",
+                     lastTransitionTime=now)
+        node = self.api.update(NODES, None, self.name, node, subresource="status")
+        taints = [t for t in node["spec"].get("taints") or [] if t.get("key") != UNREACHABLE]
+        taints += [{"key": UNREACHABLE, "effect": "NoSchedule"},
+                   {"key": UNREACHABLE, "effect": "NoExecute", "timeAdded": now}]
+        node["spec"]["taints"] = taints
+        self.api.update(NODES, None, self.name, node)
+
+    def _mark_ready(self) -> None:
+        """The kubelet posts status again: its conditions as at registration, the unreachable taints removed."""
+        now = rfc3339(self.api.clock.now())
+        node = self.api.get(NODES, None, self.name)
+        fresh = {c["type"]: c for c in self.node["status"]["conditions"]}
+        conds = []
+        for c in (node.get("status") or {}).get("conditions") or []:
+            conds.append({**c, **{k: v for k, v in fresh.get(c["type"], {}).items()
+                                  if k in ("status", "reason", "message")},
+                          "lastHeartbeatTime": now, "lastTransitionTime": now})
+        node["status"]["conditions"] = conds
+        node = self.api.update(NODES, None, self.name, node, subresource="status")
+        taints = [t for t in node["spec"].get("taints") or [] if t.get("key") != UNREACHABLE]
+        if taints:
+            node["spec"]["taints"] = taints
+        else:
+            node["spec"].pop("taints", None)
+        self.api.update(NODES, None, self.name, node)
 
     def _renew(self) -> None:
         now = self.api.clock.now()

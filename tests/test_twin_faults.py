@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
@@ -108,3 +109,57 @@ def test_waits_survive_dropped_and_expired_watches(fault: str, faulty: tuple[Fau
         K.delete(cluster, "configmaps", "late", "default")
     assert hits[fault] >= 1, hits
     assert opts.stats.lists >= 2  # the dropped/expired watches were followed by relists
+
+
+def test_plugin_crash_is_a_generic_container_crash() -> None:
+    import checks.twin.nvidia.binaries  # noqa: F401  (registers dra-lab's alias)
+
+    assert [(r.name, r.target) for r in parse("plugin-crash")] == [("crash", "gpus")]
+    for bad in ("crash", "crash:"):
+        with pytest.raises(ConfigError):
+            parse(bad)
+
+
+def _waiting(pod: dict[str, Any]) -> str:
+    return "".join(((cs.get("state") or {}).get("waiting") or {}).get("reason") or ""
+                   for cs in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def test_crash_loops_the_named_container_with_a_log_line(faulty: tuple[Faults, ClusterClient]) -> None:
+    faults, cluster = faulty
+    faults.configure("crash:crasher")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
+           "spec": {"containers": [{"name": "crasher", "image": "busybox:1.36", "command": ["sleep", "600"]}],
+                    "terminationGracePeriodSeconds": 0}}
+    K.create(cluster, pod, "default")
+    try:
+        got = W.wait_for(W.source_for(cluster, "pods", "default", field_selector="metadata.name=crasher"),
+                         lambda p: _waiting(p) == "CrashLoopBackOff", timeout=30, what="crasher crash-looping")
+        status = got["status"]["containerStatuses"][0]
+        assert status["lastState"]["terminated"]["exitCode"] == 1
+        log = str(cluster.core.read_namespaced_pod_log("crasher", "default", container="crasher", previous=True))
+        assert "injected fault: crash:crasher (container crasher" in log
+        assert faults.counts()["crash"] >= 1
+    finally:
+        faults.configure("")
+        K.delete(cluster, "pods", "crasher", "default")
+
+
+def test_node_notready_stops_the_heartbeat_as_the_lifecycle_controller_says(
+        twin: Twin, faulty: tuple[Faults, ClusterClient]) -> None:
+    faults, cluster = faulty
+    node = twin.node_names[0]
+    nodes = W.source_for(cluster, "nodes", field_selector=f"metadata.name={node}")
+    faults.configure("node-notready")
+    try:
+        got = W.wait_for(nodes, lambda n: W.condition_status(n, "Ready") == "Unknown", timeout=20,
+                         what=f"node {node} Ready Unknown")
+        ready = next(c for c in got["status"]["conditions"] if c["type"] == "Ready")
+        assert (ready["reason"], ready["message"]) == ("NodeStatusUnknown", "Kubelet stopped posting node status.")
+        assert {(t["key"], t["effect"]) for t in got["spec"]["taints"]} == {
+            ("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
+    finally:
+        faults.configure("")
+    # as in a real cluster, the kubelet posts Ready first and the controller then removes the taints
+    W.wait_for(nodes, lambda n: W.condition_status(n, "Ready") == "True" and not n["spec"].get("taints"),
+               timeout=20, what=f"node {node} Ready again, untainted")

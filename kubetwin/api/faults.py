@@ -11,11 +11,20 @@ in-process twins both take it) or :meth:`Faults.configure` at run time::
     drop-watch:0.5     every second watch ends at once, without any event (the client must reconnect)
     410:0.3            three watches in ten that resume from a resourceVersion get a 410 Expired ERROR event
     slow:0.2:0.5       one request in five waits 0.5 s before it is served
+    crash:NAME         every container named NAME (or whose image repository contains NAME) exits 1 at start
+                       with a log line naming the fault; the kubelet restarts it into CrashLoopBackOff
+    node-notready:NODE NODE's heartbeat stops and its conditions go Unknown (``NodeStatusUnknown``, "Kubelet
+                       stopped posting node status.") with the ``unreachable`` taints, as the node lifecycle
+                       controller sets them (no NODE: every node); turning it off brings the node back Ready
+
+Embedders may name their own faults as aliases of these (:func:`register_alias`, e.g. dra-lab's
+``plugin-crash`` = ``crash:`` its GPU plugin container), so kubetwin stays vendor-neutral.
 
 Rates are applied evenly and deterministically (the n-th matching request is hit when ``ceil(n*rate)``
 grows: the first one always), so a run is repeatable. Faults touch only HTTP clients (the suite, kubectl,
 helm, emulated driver binaries); in-process controllers, scheduler and kubelets use the API directly.
 Every injected answer says so in its message (``injected fault: …``), so a failure caused by one names it.
+``crash`` and ``node-notready`` act in the kubelets and node agents (they consult the same switch).
 """
 
 from __future__ import annotations
@@ -57,6 +66,8 @@ class FaultRule:
     """Fraction of matching requests hit (0..1)."""
     arg: float = 0.0
     """``429``: Retry-After seconds; ``slow``: delay seconds."""
+    target: str = ""
+    """``crash``: container name or image repository part; ``node-notready``: node name (empty: every node)."""
     seen: int = 0
     """Matching requests so far."""
     hits: int = 0
@@ -80,15 +91,41 @@ KINDS: dict[str, tuple[bool, bool, float]] = {
 }
 
 
+TARGETED: dict[str, bool] = {"crash": True, "node-notready": False}
+"""Faults outside HTTP, taking a target instead of rate/argument -> whether the target is required."""
+
+_aliases: dict[str, str] = {}
+_aliases_lock = threading.Lock()
+
+
+def register_alias(name: str, spec: str) -> None:
+    """Let ``name`` stand for ``spec`` in fault specs (an embedder's own fault names; ``spec`` is validated)."""
+    parse(spec)
+    with _aliases_lock:
+        _aliases[name] = spec
+
+
 def parse(spec: str) -> list[FaultRule]:
     """Rules from a spec string (see the module docstring); ConfigError naming the bad part."""
-    rules = []
+    rules: list[FaultRule] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
+        with _aliases_lock:
+            alias = _aliases.get(part)
+        if alias is not None:
+            rules += parse(alias)
+            continue
         name, *nums = part.split(":")
+        if name in TARGETED:
+            target = ":".join(nums)
+            if TARGETED[name] and not target:
+                raise ConfigError(f"fault {part!r} needs a target ({name}:NAME)", where=ENV_VAR)
+            rules.append(FaultRule(name, 1.0, target=target))
+            continue
         if name not in KINDS or len(nums) > 2:
-            raise ConfigError(f"unknown fault {part!r} (known: {', '.join(KINDS)}; form name[:rate[:arg]])",
+            known = ", ".join([*KINDS, *TARGETED, *sorted(_aliases)])
+            raise ConfigError(f"unknown fault {part!r} (known: {known}; form name[:rate[:arg]] or name:TARGET)",
                               where=ENV_VAR)
         try:
             rate = float(nums[0]) if nums else 1.0
@@ -115,6 +152,7 @@ class Faults:
     sleep: Callable[[float], None] = time.sleep
     """How ``slow`` waits (tests pass a fake)."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _listeners: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
     def from_env(cls) -> Faults:
@@ -125,6 +163,30 @@ class Faults:
         rules = parse(spec)
         with self._lock:
             self.rules = rules
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after every :meth:`configure` (node agents act at once, not at their next beat)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def crash(self, container: str, image: str) -> str | None:
+        """The log line of an injected ``crash`` for this container, or None when it starts normally."""
+        with self._lock:
+            for rule in self.rules:
+                if rule.name == "crash" and (rule.target == container or rule.target in image):
+                    rule.seen += 1
+                    rule.hits += 1
+                    return (f"injected fault: crash:{rule.target} (container {container}, image {image}): "
+                            f"exiting with status 1")
+        return None
+
+    def node_notready(self, node: str) -> bool:
+        """Whether ``node``'s heartbeat is stopped by an injected ``node-notready``."""
+        with self._lock:
+            return any(r.name == "node-notready" and r.target in ("", node) for r in self.rules)
 
     def counts(self) -> dict[str, int]:
         """Hits per fault so far."""
@@ -138,6 +200,8 @@ class Faults:
         watch = (query.get("watch") or [""])[0] in ("1", "true") or "/watch/" in path
         resumes = bool((query.get("resourceVersion") or [""])[0] not in ("", "0"))
         for rule in list(self.rules):
+            if rule.name in TARGETED:
+                continue
             on_watch, on_other, _ = KINDS[rule.name]
             if not (on_watch if watch else on_other) or (rule.name == "410" and not resumes):
                 continue
@@ -169,4 +233,4 @@ class Faults:
         return True
 
 
-__all__ = ["ENV_VAR", "KINDS", "FaultRule", "Faults", "parse"]
+__all__ = ["ENV_VAR", "KINDS", "TARGETED", "FaultRule", "Faults", "parse", "register_alias"]

@@ -150,7 +150,7 @@ class ApiServer:
                  kube_version: str = "1.36", log_source: LogSource | None = None, crd_controller: bool = True,
                  exec_source: ExecSource | None = None, endpoint_source: EndpointSource | None = None,
                  bookmark_interval: float = 10.0,
-                 max_watch_seconds: float = 1800.0) -> None:
+                 max_watch_seconds: float = 1800.0, faults: Faults | None = None) -> None:
         try:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
@@ -168,8 +168,9 @@ class ApiServer:
         """Where ``pods/proxy`` and ``services/proxy`` connect (None: every proxy answers 503)."""
         self.bookmark_interval = bookmark_interval
         self.max_watch_seconds = max_watch_seconds
-        self.faults = Faults.from_env()
-        """Injected failures for HTTP clients (none unless ``KUBETWIN_FAULTS`` or ``faults.configure``)."""
+        self.faults = faults if faults is not None else Faults.from_env()
+        """Injected failures (none unless ``KUBETWIN_FAULTS`` or ``faults.configure``); a cluster passes the switch
+        its kubelets and node agents share."""
         self._cert: ServingCert = make_serving_cert()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -34,6 +34,7 @@ from typing import Any
 
 from kubetwin.api.core import Api, parse_time, rfc3339
 from kubetwin.api.errors import ApiError
+from kubetwin.api.faults import Faults
 from kubetwin.api.resources import core
 from kubetwin.controlplane import MIRROR_ANNOTATION
 from kubetwin.informer import Informer, WorkQueue
@@ -65,6 +66,7 @@ from kubetwin.kubelet.sandbox import (
 from kubetwin.kubelet.seam import (
     ContainerContext,
     DraPlugin,
+    ImageResolver,
     PreparedDevice,
     emulated_resolver,
     host_files_installers,
@@ -77,14 +79,26 @@ log = logging.getLogger(__name__)
 PODS = core("pods")
 
 
+def _crashing(line: str) -> ImageResolver:
+    """A resolver whose program logs ``line`` and exits 1 (an injected ``crash`` fault, for any image)."""
+
+    def program(ctx: ContainerContext) -> int:
+        ctx.stderr.write(line + "\n")
+        return 1
+
+    return lambda _ctx: program
+
+
 class Kubelet(PodAccess):
     """The kubelet of one node (see the module docstring)."""
 
     def __init__(self, api: Api, node_name: str, run_dir: Path, *, config: KubeletConfig | None = None,
                  node_ip: str = "10.0.0.2", pod_cidr_prefix: str = "10.244.0",
                  api_client_factory: Callable[[], Any] | None = None,
-                 now: Callable[[], dt.datetime] | None = None) -> None:
+                 now: Callable[[], dt.datetime] | None = None, faults: Faults | None = None) -> None:
         self.api = api
+        self.faults = faults or Faults()
+        """Injected faults (kubetwin.api.faults): ``crash`` makes matching containers exit 1 at start."""
         self._node = node_name
         self.run_dir = run_dir
         self.config = config or KubeletConfig()
@@ -341,6 +355,9 @@ class Kubelet(PodAccess):
         argv = expand_argv(c, env)
         log_path = self._pod_dir(st) / "logs" / c["name"] / f"{cs.restart_count}.log"
         resolver = emulated_resolver(image)
+        crash = self.faults.crash(str(c["name"]), image)
+        if crash is not None:
+            resolver = _crashing(crash)
         spec = ProcessSpec(argv=argv or [], env=env, work_dir=work, log_path=log_path, sandbox=sandbox)
         if resolver is not None:
             ctx = ContainerContext(pod=copy.deepcopy(pod), container=copy.deepcopy(c), argv=argv or [], env=env,

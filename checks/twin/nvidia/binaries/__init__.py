@@ -28,6 +28,7 @@ from checks.twin.nvidia.binaries.health import HealthMonitor, apply_taints, igno
 from checks.twin.nvidia.binaries.host import boot_id, host_file, install_dump_handler, serve_address
 from checks.twin.nvidia.binaries.metrics import MetricsServer, PluginMetrics, set_endpoint
 from checks.twin.nvidia.binaries.mps import CONTROL_BINARY, MpsDaemons, run_mps_control
+from kubetwin.api.faults import register_alias
 from kubetwin.kubelet.seam import ContainerContext, EmulatedProgram, image_tag, register_emulated_image
 
 _lock = threading.Lock()
@@ -390,6 +391,13 @@ def resolve(ctx: ContainerContext) -> EmulatedProgram | None:
         if binary in words:
             return PROGRAMS[binary]
     return None
+
+
+PLUGIN_CONTAINER = "gpus"
+"""The kubelet plugin DaemonSet's GPU container (the chart's ``kubeletPlugin.containers.gpus``)."""
+
+# dra-lab's name for a GPU kubelet plugin that crash-loops: kubetwin's generic container crash, aimed at it.
+register_alias("plugin-crash", f"crash:{PLUGIN_CONTAINER}")
 
 
 def register() -> None:
