@@ -22,11 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SPECS: tuple[str, ...] = ("", "5xx:0.05", "429:0.1:1", "drop-watch:0.5", "410:0.5", "slow:0.1:0.3")
+SPECS: tuple[str, ...] = ("", "5xx:0.05", "429:0.1:1", "drop-watch:0.5", "410:0.5", "slow:0.1:0.3", "plugin-crash",
+                          "node-notready")
 """Baseline first, then one fault at a time."""
 NAMES = {"5xx": ("injected fault: 5xx", "503"), "429": ("injected fault: 429", "429"),
          "drop-watch": ("injected fault: drop-watch",), "410": ("injected fault: 410", "410", "Expired"),
-         "slow": ("injected fault: slow",)}
+         "slow": ("injected fault: slow",), "plugin-crash": ("injected fault: crash",),
+         "node-notready": ("NodeStatusUnknown", "Kubelet stopped posting node status", "NotReady")}
 """Texts by which a failure names each fault."""
 
 
@@ -34,11 +36,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--select", default="fastfeedback", help="pytest -m expression ('' = the whole suite)")
     ap.add_argument("--instance", default="gpu_1x_h100_sxm5")
+    ap.add_argument("--specs", nargs="*", default=list(SPECS), help="fault specs to run ('' = no fault)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="dra-lab-faults-"))
     print("| fault | exit | passed | failed+error | failures naming the fault | seconds |")
     print("|---|---|---|---|---|---|")
-    for i, spec in enumerate(SPECS):
+    for i, spec in enumerate(args.specs):
         out = work / f"run{i}"
         env = {**os.environ, "KUBETWIN_FAULTS": spec}
         argv = [sys.executable, "-c", "import sys; from checks.cli import main; main(sys.argv[1:])", "check",

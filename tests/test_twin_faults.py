@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from checks.kube import helm
 from checks.kube import objects as K
 from checks.kube import wait as W
 from checks.kube.client import ClusterClient, ClusterTarget
@@ -128,7 +129,7 @@ def _waiting(pod: dict[str, Any]) -> str:
 def test_crash_loops_the_named_container_with_a_log_line(faulty: tuple[Faults, ClusterClient]) -> None:
     faults, cluster = faulty
     faults.configure("crash:crasher")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher"},
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "crasher", "labels": {"app": "crasher"}},
            "spec": {"containers": [{"name": "crasher", "image": "busybox:1.36", "command": ["sleep", "600"]}],
                     "terminationGracePeriodSeconds": 0}}
     K.create(cluster, pod, "default")
@@ -140,6 +141,9 @@ def test_crash_loops_the_named_container_with_a_log_line(faulty: tuple[Faults, C
         log = str(cluster.core.read_namespaced_pod_log("crasher", "default", container="crasher", previous=True))
         assert "injected fault: crash:crasher (container crasher" in log
         assert faults.counts()["crash"] >= 1
+        # what a plugin rollout timeout appends: the container's state and the line it died with
+        trouble = helm.plugin_pod_trouble(cluster, "default", "app=crasher")
+        assert "container crasher" in trouble and "last log line: injected fault: crash:crasher" in trouble
     finally:
         faults.configure("")
         K.delete(cluster, "pods", "crasher", "default")

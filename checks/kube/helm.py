@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from kubernetes.client.exceptions import ApiException
 
 from checks.driver import names
 from checks.errors import UsageError
@@ -179,16 +180,50 @@ def wait_plugin_ready(cluster: ClusterClient, release: str, namespace: str, *, t
     The DaemonSet is found by the release's ``app.kubernetes.io/instance`` label and its pod selector (the
     component label), so a ``nameOverride`` changes nothing here.
     """
+    selector = f"{component_label}={KUBELET_PLUGIN_COMPONENT}"
     source = source_for(cluster, "daemonsets", namespace, label_selector=f"app.kubernetes.io/instance={release}")
+    opts = options or WaitOptions()
+    if opts.on_timeout is None:
+        opts.on_timeout = lambda _state: plugin_pod_trouble(cluster, namespace, selector)
     ds = wait_for(
         source,
         lambda d: _selects_component(d, component_label, KUBELET_PLUGIN_COMPONENT) and daemonset_rolled_out(d),
-        timeout=timeout, what=f"kubelet-plugin DaemonSet of release {release} rolled out", options=options,
+        timeout=timeout, what=f"kubelet-plugin DaemonSet of release {release} rolled out", options=opts,
     )
     desired = int((ds.get("status") or {}).get("desiredNumberScheduled") or 1)
-    return wait_pods_ready(cluster, namespace, f"{component_label}={KUBELET_PLUGIN_COMPONENT}",
-                           count=desired, timeout=timeout,
-                           options=None if options is None else WaitOptions(clock=options.clock))
+    pods_opts = WaitOptions(clock=opts.clock)
+    pods_opts.on_timeout = lambda _state: plugin_pod_trouble(cluster, namespace, selector)
+    return wait_pods_ready(cluster, namespace, selector, count=desired, timeout=timeout, options=pods_opts)
+
+
+def plugin_pod_trouble(cluster: ClusterClient, namespace: str, selector: str) -> str:
+    """Why the plugin pods are not Ready, in one line: each container not ready, its state (e.g.
+    ``CrashLoopBackOff``) with the last log line of its failed instance, so a rollout timeout names the cause
+    (a crash-looping plugin says what it printed before it exited)."""
+    bits: list[str] = []
+    pods: Any = cluster.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=10)
+    for pod in pods.items:
+        for cs in pod.status.container_statuses or []:
+            if cs.ready:
+                continue
+            state = cs.state
+            reason = "not ready"
+            if state is not None and state.waiting is not None:
+                reason = state.waiting.reason or "waiting"
+            elif state is not None and state.terminated is not None:
+                reason = f"terminated {state.terminated.reason or ''} exit {state.terminated.exit_code}".strip()
+            bit = f"pod {pod.metadata.name} container {cs.name} {reason} (restarts {cs.restart_count})"
+            if cs.restart_count:
+                try:
+                    log: Any = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace, container=cs.name,
+                                                                    previous=True, tail_lines=1, _request_timeout=10)
+                except ApiException:
+                    log = ""
+                last = str(log).strip().splitlines()
+                if last:
+                    bit += f", last log line: {last[-1][:300]}"
+            bits.append(bit)
+    return "; ".join(bits)
 
 
 def uninstall(cluster: ClusterClient, release: str, namespace: str, *, adopt: bool = False,
