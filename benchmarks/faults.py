@@ -28,7 +28,8 @@ SPECS: tuple[str, ...] = ("", "5xx:0.05", "429:0.1:1", "drop-watch:0.5", "410:0.
 NAMES = {"5xx": ("injected fault: 5xx", "503"), "429": ("injected fault: 429", "429"),
          "drop-watch": ("injected fault: drop-watch",), "410": ("injected fault: 410", "410", "Expired"),
          "slow": ("injected fault: slow",), "plugin-crash": ("injected fault: crash",),
-         "node-notready": ("NodeStatusUnknown", "Kubelet stopped posting node status", "NotReady")}
+         "node-notready": ("NodeStatusUnknown", "Kubelet stopped posting node status", "NotReady",
+                           "node.kubernetes.io/unreachable")}
 """Texts by which a failure names each fault."""
 
 

@@ -143,7 +143,7 @@ def test_crash_loops_the_named_container_with_a_log_line(faulty: tuple[Faults, C
         assert faults.counts()["crash"] >= 1
         # what a plugin rollout timeout appends: the container's state and the line it died with
         trouble = helm.plugin_pod_trouble(cluster, "default", "app=crasher")
-        assert "container crasher" in trouble and "last log line: injected fault: crash:crasher" in trouble
+        assert "plugin crasher/crasher:" in trouble and "last log: injected fault: crash:crasher" in trouble
     finally:
         faults.configure("")
         K.delete(cluster, "pods", "crasher", "default")

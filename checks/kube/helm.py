@@ -15,6 +15,7 @@ for the plugin DaemonSet's rollout and its pods Ready with the watch-based waits
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from checks.driver import names
 from checks.errors import UsageError
@@ -197,33 +197,29 @@ def wait_plugin_ready(cluster: ClusterClient, release: str, namespace: str, *, t
 
 
 def plugin_pod_trouble(cluster: ClusterClient, namespace: str, selector: str) -> str:
-    """Why the plugin pods are not Ready, in one line: each container not ready, its state (e.g.
-    ``CrashLoopBackOff``) with the last log line of its failed instance, so a rollout timeout names the cause
-    (a crash-looping plugin says what it printed before it exited)."""
-    bits: list[str] = []
-    pods: Any = cluster.core.list_namespaced_pod(namespace, label_selector=selector, _request_timeout=10)
-    for pod in pods.items:
-        for cs in pod.status.container_statuses or []:
-            if cs.ready:
+    """Why the plugin pods are not running cleanly, in one line: each container that is not ready or has
+    restarted, its state (e.g. ``CrashLoopBackOff``) and restarts, and the last log line of its failed instance —
+    so a rollout timeout names the cause (a gate rule, or an injected crash, the plugin printed before exiting).
+    Empty when every container is ready and never restarted."""
+    from checks.kube import objects as K
+
+    parts: list[str] = []
+    for pod in K.list_(cluster, "pods", namespace, label_selector=selector):
+        pname = pod["metadata"]["name"]
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            restarts = int(cs.get("restartCount") or 0)
+            waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
+            if not restarts and not waiting and cs.get("ready"):
                 continue
-            state = cs.state
-            reason = "not ready"
-            if state is not None and state.waiting is not None:
-                reason = state.waiting.reason or "waiting"
-            elif state is not None and state.terminated is not None:
-                reason = f"terminated {state.terminated.reason or ''} exit {state.terminated.exit_code}".strip()
-            bit = f"pod {pod.metadata.name} container {cs.name} {reason} (restarts {cs.restart_count})"
-            if cs.restart_count:
-                try:
-                    log: Any = cluster.core.read_namespaced_pod_log(pod.metadata.name, namespace, container=cs.name,
-                                                                    previous=True, tail_lines=1, _request_timeout=10)
-                except ApiException:
-                    log = ""
-                last = str(log).strip().splitlines()
-                if last:
-                    bit += f", last log line: {last[-1][:300]}"
-            bits.append(bit)
-    return "; ".join(bits)
+            last = ""
+            with contextlib.suppress(Exception):  # enrichment only: a missing log must not hide the state
+                tail = K.pod_log(cluster, namespace, pname, cs["name"], previous=restarts > 0, tail_lines=5)
+                lines = [ln for ln in tail.splitlines() if ln.strip()]
+                last = lines[-1][:300] if lines else ""
+            state = waiting or ("running" if cs.get("ready") else "not ready")
+            parts.append(f"plugin {pname}/{cs['name']}: {state}, {restarts} restarts"
+                         + (f", last log: {last}" if last else ""))
+    return "; ".join(parts)
 
 
 def uninstall(cluster: ClusterClient, release: str, namespace: str, *, adopt: bool = False,

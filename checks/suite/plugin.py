@@ -14,7 +14,6 @@ What it adds to plain pytest, each because the upstream bats suite lacked it:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import signal
@@ -291,25 +290,10 @@ class Suite:
 
         Turns "no slices appeared" into the reason, e.g. a gate rule the plugin printed before exiting.
         """
-        from checks.kube import objects as K
+        from checks.kube import helm
 
-        parts: list[str] = []
-        for pod in K.list_(self.cluster, "pods", names.NAMESPACE, label_selector=PLUGIN_SELECTOR):
-            pname = pod["metadata"]["name"]
-            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
-                restarts = int(cs.get("restartCount") or 0)
-                waiting = ((cs.get("state") or {}).get("waiting") or {}).get("reason")
-                if not restarts and not waiting:
-                    continue
-                last = ""
-                with contextlib.suppress(Exception):
-                    tail = K.pod_log(self.cluster, names.NAMESPACE, pname, cs["name"], previous=restarts > 0,
-                                     tail_lines=5)
-                    lines = [ln for ln in tail.splitlines() if ln.strip()]
-                    last = lines[-1] if lines else ""
-                parts.append(f"plugin {pname}/{cs['name']}: {waiting or 'running'}, {restarts} restarts"
-                             + (f", last log: {last}" if last else ""))
-        return "; ".join(parts) or "kubelet-plugin pods look healthy"
+        return (helm.plugin_pod_trouble(self.cluster, names.NAMESPACE, PLUGIN_SELECTOR)
+                or "kubelet-plugin pods look healthy")
 
     def uninstall_driver(self) -> None:
         """Remove the release if this run started an install — also one interrupted half-way — and the driver
