@@ -162,6 +162,9 @@ def test_node_notready_stops_the_heartbeat_as_the_lifecycle_controller_says(
         assert (ready["reason"], ready["message"]) == ("NodeStatusUnknown", "Kubelet stopped posting node status.")
         assert {(t["key"], t["effect"]) for t in got["spec"]["taints"]} == {
             ("node.kubernetes.io/unreachable", "NoSchedule"), ("node.kubernetes.io/unreachable", "NoExecute")}
+        # what a plugin rollout timeout appends
+        assert (f"node {node} NotReady (Ready=Unknown NodeStatusUnknown: Kubelet stopped posting node status.)"
+                in helm.not_ready_nodes(cluster))
     finally:
         faults.configure("")
     # as in a real cluster, the kubelet posts Ready first and the controller then removes the taints

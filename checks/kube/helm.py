@@ -219,7 +219,22 @@ def plugin_pod_trouble(cluster: ClusterClient, namespace: str, selector: str) ->
             state = waiting or ("running" if cs.get("ready") else "not ready")
             parts.append(f"plugin {pname}/{cs['name']}: {state}, {restarts} restarts"
                          + (f", last log: {last}" if last else ""))
-    return "; ".join(parts)
+    return "; ".join(parts + not_ready_nodes(cluster))
+
+
+def not_ready_nodes(cluster: ClusterClient) -> list[str]:
+    """``node NAME NotReady (Ready=Unknown NodeStatusUnknown: Kubelet stopped posting node status.)`` for every
+    node whose Ready condition is not True: a plugin DaemonSet never rolls out there, and its reason says why."""
+    from checks.kube import objects as K
+
+    out: list[str] = []
+    for node in K.list_(cluster, "nodes"):
+        conds = (node.get("status") or {}).get("conditions") or []
+        ready: dict[str, Any] = next((c for c in conds if c.get("type") == "Ready"), {})
+        if ready.get("status") != "True":
+            out.append(f"node {node['metadata']['name']} NotReady (Ready={ready.get('status', '<none>')} "
+                       f"{ready.get('reason', '')}: {ready.get('message', '')})")
+    return out
 
 
 def uninstall(cluster: ClusterClient, release: str, namespace: str, *, adopt: bool = False,
