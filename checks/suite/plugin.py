@@ -249,6 +249,9 @@ class Suite:
             self._wait_slices(cfg)
         except W.WaitTimeout as exc:
             self.install.failed[cfg.key] = f"{exc.what} timed out"
+            down = helm.not_ready_nodes(self.cluster)
+            if down:  # the cluster, not this configuration: every other one would wait out the same timeout
+                self.install.broken = f"{exc.what} timed out; " + "; ".join(down)
             raise
         self.install.current = cfg
         self.refresh_facts()
