@@ -322,7 +322,7 @@ def _controller_http(ctx: ContainerContext, stack: contextlib.ExitStack,
         server = ControllerServer(metrics, mpath, ctx.env.get("PPROF_PATH", ""), list(ctx.argv), "127.0.0.1",
                                   0).start()
     stack.callback(server.stop)
-    set_endpoint(ctx.namespace, ctx.pod_name, names.CONTAINER_CONTROLLER, "http://{}:{}".format(*server.address))
+    set_endpoint(ctx.namespace, ctx.pod_name, names.CONTAINER_CONTROLLER, server.url)
     stack.callback(set_endpoint, ctx.namespace, ctx.pod_name, names.CONTAINER_CONTROLLER, None)
     write(logs.controller_http(ctx.env["HTTP_ENDPOINT"], mpath))
     return metrics.set_status_counts

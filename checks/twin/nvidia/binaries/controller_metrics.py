@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,6 +28,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from checks.driver import names
+from checks.twin.nvidia.binaries.metrics import GetServer
 
 REST_BUCKETS = (0.005, 0.025, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 """client-go ``rest_client_request_duration_seconds`` buckets (component-base restclient metrics)."""
@@ -114,7 +114,7 @@ def pprof_response(pprof_path: str, path: str, argv: list[str]) -> tuple[int, st
     return 404, "text/plain; charset=utf-8", b"Unknown profile\n"
 
 
-class ControllerServer:
+class ControllerServer(GetServer):
     """The controller's HTTP server (metrics + pprof) on one address."""
 
     def __init__(self, metrics: ControllerMetrics, metrics_path: str, pprof_path: str, argv: list[str],
@@ -122,44 +122,12 @@ class ControllerServer:
         render = metrics.render
         mpath = metrics_path or names.METRICS_PATH
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?", 1)[0]
-                if path == mpath:
-                    self._send(200, CONTENT_TYPE_LATEST, render())
-                    return
-                answer = pprof_response(pprof_path, path, argv)
-                if answer is None:
-                    self._send(404, "text/plain; charset=utf-8", b"404 page not found\n")
-                    return
-                self._send(*answer)
+        def route(path: str) -> tuple[int, str, bytes] | None:
+            if path == mpath:
+                return 200, CONTENT_TYPE_LATEST, render()
+            return pprof_response(pprof_path, path, argv)
 
-            def _send(self, code: int, ctype: str, body: bytes) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="controller-http", daemon=True)
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
-
-    def start(self) -> ControllerServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(route, host, port, name="controller-http")
 
 
 __all__ = ["ControllerMetrics", "ControllerServer", "instrument", "pprof_response"]

@@ -13,9 +13,9 @@ container (:func:`endpoint`); the log line still names the configured endpoint (
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -65,20 +65,21 @@ class PluginMetrics:
         return generate_latest(self.registry)
 
 
-class MetricsServer:
-    """HTTP server for one plugin's registry on ``path`` (other paths: 404, like the Go mux)."""
+Route = Callable[[str], "tuple[int, str, bytes] | None"]
+"""Maps a request path (query stripped) to ``(status, content type, body)``; None → the Go mux's 404."""
 
-    def __init__(self, metrics: PluginMetrics, path: str, host: str = "127.0.0.1", port: int = 0) -> None:
-        render, wanted = metrics.render, path or "/metrics"
 
+class GetServer:
+    """A Go-style HTTP server for GET routes on one address, serving from a daemon thread (the emulated
+    binaries' metrics and pprof endpoints)."""
+
+    def __init__(self, route: Route, host: str, port: int, *, name: str) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path.split("?", 1)[0] != wanted:
-                    self.send_error(404, "404 page not found")
-                    return
-                body = render()
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                answer = route(self.path.split("?", 1)[0])
+                code, ctype, body = answer or (404, "text/plain; charset=utf-8", b"404 page not found\n")
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -88,20 +89,37 @@ class MetricsServer:
 
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="plugin-metrics", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=name, daemon=True)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        host, port = self.address
+        return f"http://{host}:{port}"
 
-    def start(self) -> MetricsServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class MetricsServer(GetServer):
+    """HTTP server for one plugin's registry on ``path`` (other paths: 404, like the Go mux)."""
+
+    def __init__(self, metrics: PluginMetrics, path: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        render, wanted = metrics.render, path or "/metrics"
+
+        def route(p: str) -> tuple[int, str, bytes] | None:
+            return (200, CONTENT_TYPE_LATEST, render()) if p == wanted else None
+
+        super().__init__(route, host, port, name="plugin-metrics")
 
 
 def set_endpoint(namespace: str, pod: str, container: str, url: str | None) -> None:
