@@ -145,24 +145,6 @@ class CleanupReport:
         return not self.left and not self.errors
 
 
-def _list_labelled(cluster: ClusterClient, plural: str, selector: str) -> list[dict[str, Any]]:
-    list_fn = KINDS[plural].list_fn(cluster, None)
-
-    def once() -> list[dict[str, Any]]:
-        resp = list_fn(label_selector=selector, _preload_content=False)
-        try:
-            return list(json.loads(resp.data).get("items") or [])
-        finally:
-            resp.release_conn()
-
-    try:
-        return call_with_retry(cluster.retry, once, what=f"list {plural} with {selector}")
-    except ApiException as exc:
-        if exc.status == 404:  # the server does not serve this kind (e.g. no resource.k8s.io/v1)
-            return []
-        raise
-
-
 def _shown(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     ns = meta.get("namespace")
@@ -194,9 +176,10 @@ def _list_all(cluster: ClusterClient, plural: str, namespace: str | None = None,
             resp.release_conn()
 
     try:
-        return call_with_retry(cluster.retry, once, what=f"list {plural}")
+        return call_with_retry(cluster.retry, once,
+                               what=f"list {plural}" + (f" with {selector}" if selector else ""))
     except ApiException as exc:
-        if exc.status == 404:
+        if exc.status == 404:  # the server does not serve this kind (e.g. no resource.k8s.io/v1)
             return []
         raise
 
@@ -255,7 +238,7 @@ def cleanup(cluster: ClusterClient, run_id: str | None = None, *, timeout: float
     ready_nodes, plugin_nodes = _ready_nodes(cluster), _plugin_nodes(cluster)
     for plural in CLEANUP_KINDS:
         k = KINDS[plural]
-        for obj in _list_labelled(cluster, plural, selector):
+        for obj in _list_all(cluster, plural, selector=selector):
             meta = obj.get("metadata") or {}
             value = (meta.get("labels") or {}).get(RUN_ID_LABEL)
             if value is None or (run_id is not None and value != run_id):
@@ -312,7 +295,7 @@ def _delete_now(cluster: ClusterClient, name: str, namespace: str) -> Any:
 
 
 def _pods_left(cluster: ClusterClient, selector: str) -> list[dict[str, Any]]:
-    return _list_labelled(cluster, "pods", selector)
+    return _list_all(cluster, "pods", selector=selector)
 
 
 def _wait_gone(cluster: ClusterClient, selector: str, report: CleanupReport, plural: str, deadline: float,
@@ -325,7 +308,7 @@ def _wait_gone(cluster: ClusterClient, selector: str, report: CleanupReport, plu
     except WaitTimeout:
         if quiet:
             return
-        for obj in _list_labelled(cluster, plural, selector):
+        for obj in _list_all(cluster, plural, selector=selector):
             report.left.append(describe_object(obj))
 
 
@@ -354,7 +337,7 @@ def find_leftovers(cluster: ClusterClient, current_run_id: str) -> list[Leftover
     """
     runs: dict[str, Leftovers] = {}
     for plural in CLEANUP_KINDS:
-        for obj in _list_labelled(cluster, plural, RUN_ID_LABEL):
+        for obj in _list_all(cluster, plural, selector=RUN_ID_LABEL):
             rid = str(((obj.get("metadata") or {}).get("labels") or {}).get(RUN_ID_LABEL) or "")
             if not rid or rid == current_run_id:
                 continue
